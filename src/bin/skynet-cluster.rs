@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("skynet-cluster: no subcommands yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! Native cluster transport (issue 5).

@@ -1,0 +1,1 @@
+//! The drop-in skynet.cluster.core Lua module.

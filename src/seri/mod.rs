@@ -1,0 +1,1 @@
+//! skynet.pack serialization codec (issue 4).
