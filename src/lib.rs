@@ -9,4 +9,4 @@ pub mod wire;
 pub mod seri;
 pub mod engine;
 pub mod capi;
-mod lua;
+pub mod lua;

@@ -1,1 +1,9 @@
-//! The drop-in skynet.cluster.core Lua module.
+//! The drop-in `skynet.cluster.core` Lua module (stock: `lualib-src/lua-cluster.c`).
+//!
+//! `api` resolves the host's Lua C API at load time (no Lua is linked into the library);
+//! `module` implements the ten functions over [`crate::wire`].
+
+mod api;
+mod module;
+
+pub use module::luaopen_skynet_cluster_core;

@@ -119,13 +119,25 @@ pub fn encode_multi_header<B: BufMut>(
     Ok(())
 }
 
+/// Bytes a request part frame puts before its chunk: prefix, type, session.
+pub const REQUEST_PART_HEADER: usize = 7;
+
+/// The 7 bytes that precede a chunk of `chunk_len` bytes in a request part frame
+/// (`0x02`, or `0x03` when `last`). Lets a caller that owns the payload buffer write the
+/// header in front of a chunk in place instead of copying the chunk.
+#[inline]
+pub fn request_part_header(session: u32, chunk_len: usize, last: bool) -> [u8; REQUEST_PART_HEADER] {
+    debug_assert!(chunk_len <= MULTI_PART);
+    let len = ((chunk_len + 5) as u16).to_be_bytes();
+    let s = session.to_le_bytes();
+    let kind = if last { req_type::PART_LAST } else { req_type::PART };
+    [len[0], len[1], kind, s[0], s[1], s[2], s[3]]
+}
+
 /// Writes one part frame of a multi-part request (`0x02`, or `0x03` when `last`).
 /// `chunk` is at most `MULTI_PART` bytes.
 pub fn encode_request_part<B: BufMut>(out: &mut B, session: u32, chunk: &[u8], last: bool) {
-    debug_assert!(chunk.len() <= MULTI_PART);
-    put_prefix(out, chunk.len() + 5);
-    out.put_u8(if last { req_type::PART_LAST } else { req_type::PART });
-    out.put_u32_le(session);
+    out.put_slice(&request_part_header(session, chunk.len(), last));
     out.put_slice(chunk);
 }
 
