@@ -1,1 +1,76 @@
-//! Native cluster transport (issue 5).
+//! Native cluster transport (issue 5): listeners, links to peer nodes, session tables,
+//! multi-part reassembly, name queries, pushes, trace tags, timeouts, over real TCP.
+//!
+//! Host-agnostic: no skynet, no Lua. A host (Rust code, the CLI, later the C API and the
+//! skynet adapter) sends through a [`Handle`] and serves through a [`Service`].
+//!
+//! # Threads and ownership
+//!
+//! * One **I/O thread per [`Node`]** (`skc-io`) runs a `mio::Poll`. It owns the listeners
+//!   and the read side of every socket, reassembles multi-part messages, runs the host's
+//!   [`Service`] for every inbound request, completes calls, runs [`Callback`]s and expires
+//!   callback timeouts.
+//! * **Sending needs no thread hop.** A caller on any thread locks the link (one mutex per
+//!   link), takes a session, encodes the frames straight into the link's send buffer and,
+//!   if nobody else is writing, writes them itself. Writers combine: frames appended while
+//!   someone writes leave with that writer's next `write`. On the I/O thread (handlers,
+//!   callbacks) and inside [`Handle::batch`], writes are deferred to the end of the
+//!   iteration/scope: all frames queued for a link leave in one `write`.
+//! * A blocking [`Handle::call`] parks its thread until the I/O thread hands it the answer
+//!   (one wake-up per call). [`Handle::call_with`] avoids even that: its callback runs on
+//!   the I/O thread, and calls it issues from there are batched.
+//! * A [`Responder`] is `Send`: a host may answer later from any thread.
+//!
+//! # Ordering per link
+//!
+//! Frames leave a link in the order their `send` calls took the link's lock, whole
+//! messages at a time: the parts of a multi-part message are never interleaved with other
+//! frames by us, and a small message is never overtaken by, nor overtakes, a large one
+//! sent earlier/later from the same thread (stock may reorder messages of 32 KiB and more
+//! behind small ones). Inbound requests are handed to the service in the order their last
+//! frame arrived, so we accept stock peers that interleave multi-part frames.
+//! Answers may be sent in any order (the host answers when it likes).
+//!
+//! # Why mio and not tokio
+//!
+//! The engine needs exactly one thing from an I/O crate: readiness over epoll. mio gives
+//! that with no runtime, no task scheduler, no allocation per operation and no executor
+//! thread pool to size against a 2-core box or to embed into a skynet process that has its
+//! own threads. With tokio, every call would cross into a runtime (a task spawn or channel
+//! send plus a wake per call) and a C host would inherit a runtime it cannot see. Our
+//! hot path (lock, encode into the send buffer, one `write`) is shorter than a tokio task
+//! wake-up, and the batching we want (one write per poll iteration per link) falls out of
+//! a hand-written loop.
+//!
+//! # Memory
+//!
+//! An idle link holds its socket, a small struct, a histogram of a few KiB and no buffers:
+//! the read buffer (256 KiB) is one per I/O thread, only an incomplete frame is kept per
+//! link, and send buffers above 64 KiB are released once written. Send queues are bounded
+//! (`Config::max_send_queue`): callers get [`CallError::Overloaded`]; accepted links stop
+//! being read while their answers are queued or in service beyond the limits, so TCP pushes
+//! back on the peer instead of memory growing.
+
+mod config;
+mod conn;
+mod error;
+mod io;
+mod node;
+mod pack;
+mod service;
+pub mod sockopt;
+mod stats;
+
+pub use config::{default_nodename, Config, Keepalive, NodeAddr, NodeChange, ReloadReport};
+pub use conn::{batch, Callback, Reply};
+pub use error::CallError;
+pub use node::{CallOpts, Handle, Node};
+pub use service::{FnService, Inbound, Responder, Service};
+pub use stats::{LinkStats, StatsSnapshot};
+pub use crate::wire::Address;
+
+/// Small skynet.pack helpers the engine uses for name queries (the full codec is
+/// `crate::seri`); exposed for tools and tests.
+pub mod minipack {
+    pub use super::pack::{pack_int, pack_str, unpack_int, unpack_str};
+}

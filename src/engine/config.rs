@@ -1,0 +1,140 @@
+//! Node configuration and the node map (`clustername` / `cluster.reload`).
+
+use std::time::Duration;
+
+/// Where a peer node can be reached, as in stock's cluster config: an address, or
+/// `false` (marked down). A node that has no entry at all is *absent*.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeAddr {
+    /// No address yet (never configured). Calls wait for a reload, or fail at once when
+    /// [`Config::nowaiting`] is set (stock's `__nowaiting`).
+    Absent,
+    /// Marked down (`false` in stock's config): calls fail at once.
+    Down,
+    /// `host:port`.
+    At(String),
+}
+
+impl NodeAddr {
+    /// `Some("host:port")` -> `At`, `None` -> `Down` (the shape of a reload entry).
+    pub fn from_option(a: Option<&str>) -> NodeAddr {
+        match a {
+            Some(s) => NodeAddr::At(s.to_string()),
+            None => NodeAddr::Down,
+        }
+    }
+}
+
+/// TCP keepalive settings. The cluster protocol has no heartbeat frame, so a link that a
+/// NAT or load balancer silently dropped is only noticed through keepalive probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the kernel drops the connection.
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive { idle: Duration::from_secs(60), interval: Duration::from_secs(10), count: 3 }
+    }
+}
+
+/// Settings of one [`Node`](super::Node). `Config::default()` is a sensible production setup.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The name that goes into trace tags, `(<nodename>-<node>-<session>)`. `None`: the
+    /// same value stock's `cluster.nodename()` gives (hostname, bytes <= 0x20 replaced by
+    /// `_`, followed by the pid).
+    pub nodename: Option<String>,
+    /// Stock's `__nowaiting`: a call to a node with no address fails at once instead of
+    /// waiting for a reload that provides one.
+    pub nowaiting: bool,
+    /// Largest multi-part message (request or response) accepted from a peer. A header that
+    /// declares more drops the link: the peer is broken or hostile.
+    pub max_message: usize,
+    /// Multi-part messages being reassembled at once on one link (more drops the link).
+    pub max_multi_pending: usize,
+    /// Bytes queued for sending on one link before new calls and pushes fail with
+    /// [`CallError::Overloaded`](super::CallError::Overloaded). On an accepted link, the
+    /// engine stops reading requests instead, so TCP pushes back on the peer.
+    pub max_send_queue: usize,
+    /// Requests in service (handed to the host, not yet answered) on one accepted link
+    /// before the engine stops reading from it until some are answered.
+    pub max_inflight: usize,
+    /// TCP keepalive for every link, both directions (`None`: off).
+    pub keepalive: Option<Keepalive>,
+    /// Wait after the first failed connect attempt to a node before the next; doubles per
+    /// consecutive failure up to `backoff_max`. A link that was up and dropped reconnects
+    /// at once on next use.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Timeout used by [`Node::call`](super::Handle::call) when the caller passes `None`.
+    /// `None` here too: wait forever (stock's behaviour).
+    pub default_timeout: Option<Duration>,
+    /// First session number of a new link (stock: 1). Tests use a value near 0x7fffffff
+    /// to see the wrap. Must be in 1..=0x7fffffff.
+    pub first_session: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nodename: None,
+            nowaiting: false,
+            max_message: 64 << 20,
+            max_multi_pending: 1024,
+            max_send_queue: 64 << 20,
+            max_inflight: 65536,
+            keepalive: Some(Keepalive::default()),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            default_timeout: None,
+            first_session: 1,
+        }
+    }
+}
+
+/// What a reload did to one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeChange {
+    pub name: String,
+    pub old: NodeAddr,
+    pub new: NodeAddr,
+    /// The address differed, so an existing link (if any) was closed.
+    pub changed: bool,
+    /// A link to the node is connected right now (after the reload).
+    pub link_up: bool,
+}
+
+/// What [`Handle::reload`](super::Handle::reload) did: one entry per node named in the
+/// reload, in the order given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub nodes: Vec<NodeChange>,
+}
+
+impl ReloadReport {
+    /// The entries whose address changed.
+    pub fn changed(&self) -> impl Iterator<Item = &NodeChange> {
+        self.nodes.iter().filter(|c| c.changed)
+    }
+}
+
+/// Stock's `cluster.nodename()`: hostname (bytes <= 0x20 -> `_`) followed by the pid.
+pub fn default_nodename() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is a valid writable buffer of the length passed; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len() - 1) };
+    let pid = std::process::id();
+    if rc != 0 {
+        return format!("noname{pid}");
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let host: String = buf[..end].iter().map(|&b| if b <= 0x20 { '_' } else { b as char }).collect();
+    format!("{host}{pid}")
+}

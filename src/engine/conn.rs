@@ -1,0 +1,486 @@
+//! One TCP connection: its socket, its send queue, and (for links we opened) the calls
+//! waiting for an answer on it.
+//!
+//! # Threading
+//!
+//! A [`Conn`] is shared (`Arc`) between the I/O thread and any thread that sends on it.
+//! * Reading is done only by the I/O thread.
+//! * Everything else lives in [`ConnState`] behind one mutex: the send buffer, the next
+//!   session, the pending calls. A caller takes that lock once per call: it allocates the
+//!   session, encodes the frames straight into the send buffer (the payload's only copy on
+//!   the sending side) and registers the pending call.
+//! * Writing is *combining*: whoever finds the socket idle becomes the flusher and writes
+//!   everything queued (its own frames and any that others appended meanwhile) with one
+//!   `write` per contiguous buffer, outside the lock. Others just append. Inside a
+//!   [`batch`] scope (the I/O thread always runs in one) writes are deferred to the end of
+//!   the scope, so many frames leave in one syscall.
+//! * When the socket is full (`WouldBlock`) the rest waits for the writable edge, which the
+//!   I/O thread handles.
+
+use super::error::CallError;
+use super::io::{Cmd, IoShared};
+use super::stats::LinkStats;
+use mio::net::TcpStream;
+use mio::Token;
+use parking_lot::{Condvar, Mutex};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Buffers larger than this are released when they become empty, so that an idle link
+/// holds little memory after a burst.
+const KEEP_BUF: usize = 64 << 10;
+const KEEP_SPARE: usize = 16 << 10;
+
+/// The answer to a call, handed to a callback: borrowed from the engine's read buffer for
+/// a single-frame answer, owned for a reassembled multi-part one. Copy it (or call
+/// [`Reply::into_vec`]) to keep it past the callback.
+pub struct Reply<'a>(ReplyInner<'a>);
+
+enum ReplyInner<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl<'a> Reply<'a> {
+    pub(crate) fn borrowed(b: &'a [u8]) -> Self {
+        Reply(ReplyInner::Borrowed(b))
+    }
+    pub(crate) fn owned(v: Vec<u8>) -> Self {
+        Reply(ReplyInner::Owned(v))
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            ReplyInner::Borrowed(b) => b,
+            ReplyInner::Owned(v) => v,
+        }
+    }
+    /// The payload as an owned vector: a move for a multi-part answer, one copy otherwise.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.0 {
+            ReplyInner::Borrowed(b) => b.to_vec(),
+            ReplyInner::Owned(v) => v,
+        }
+    }
+}
+
+impl Deref for Reply<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+/// What [`Handle::call_with`](super::Handle::call_with) calls when the call ends. It runs
+/// on the engine's I/O thread (or on the thread whose action ended the call, e.g. a
+/// reload); it must not block.
+pub type Callback = Box<dyn FnOnce(Result<Reply<'_>, CallError>) + Send + 'static>;
+
+/// Where a blocking caller waits.
+pub(crate) struct Slot {
+    m: Mutex<Option<Result<Vec<u8>, CallError>>>,
+    cv: Condvar,
+}
+
+impl Slot {
+    pub fn new() -> Self {
+        Slot { m: Mutex::new(None), cv: Condvar::new() }
+    }
+    pub fn set(&self, r: Result<Vec<u8>, CallError>) {
+        *self.m.lock() = Some(r);
+        self.cv.notify_one();
+    }
+    /// Waits until set or until `deadline`; `None` on timeout.
+    pub fn wait(&self, deadline: Option<Instant>) -> Option<Result<Vec<u8>, CallError>> {
+        let mut g = self.m.lock();
+        loop {
+            if let Some(r) = g.take() {
+                return Some(r);
+            }
+            match deadline {
+                None => self.cv.wait(&mut g),
+                Some(d) => {
+                    if self.cv.wait_until(&mut g, d).timed_out() {
+                        return g.take();
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) enum Waiter {
+    Slot(Arc<Slot>),
+    Callback(Callback),
+}
+
+/// A call waiting for its answer.
+pub(crate) struct Pending {
+    pub waiter: Waiter,
+    pub start: Instant,
+    /// Only for callbacks: blocking callers time out on their own.
+    pub deadline: Option<Instant>,
+}
+
+impl Pending {
+    pub fn complete(self, r: Result<Reply<'_>, CallError>) {
+        match self.waiter {
+            Waiter::Slot(s) => s.set(r.map(Reply::into_vec)),
+            Waiter::Callback(cb) => cb(r),
+        }
+    }
+}
+
+pub(crate) struct ConnState {
+    /// Queued bytes; `buf[..sent]` were already written.
+    pub buf: Vec<u8>,
+    pub sent: usize,
+    spare: Vec<u8>,
+    /// Bytes taken out of `buf` by a flusher that is writing them right now.
+    writing: usize,
+    flushing: bool,
+    /// A writable edge (or a flush request) arrived while someone was flushing.
+    writable_hint: bool,
+    /// Already in the current thread's deferred-flush list.
+    dirty: bool,
+    pub connected: bool,
+    pub ever_connected: bool,
+    pub closed: Option<String>,
+    pub closed_at: Option<Instant>,
+    /// Next session to use (outbound links).
+    pub session: u32,
+    pub pending: HashMap<u32, Pending>,
+    /// Inbound: reading is paused until the host answers or the queue drains.
+    pub paused: bool,
+}
+
+impl ConnState {
+    #[inline]
+    pub fn queued(&self) -> usize {
+        self.buf.len() - self.sent + self.writing
+    }
+}
+
+pub(crate) struct Conn {
+    pub token: Token,
+    pub stream: TcpStream,
+    pub inbound: bool,
+    pub peer: Option<SocketAddr>,
+    /// Outbound: the name of the node this link goes to.
+    pub node: String,
+    pub stats: Arc<LinkStats>,
+    pub io: Arc<IoShared>,
+    pub max_queue: usize,
+    pub max_inflight: usize,
+    /// Largest multi-part message accepted from the peer.
+    pub max_message: usize,
+    /// Inbound: requests handed to the host and not answered yet.
+    pub inflight: AtomicUsize,
+    pub st: Mutex<ConnState>,
+}
+
+thread_local! {
+    static BATCH: RefCell<Option<Vec<Arc<Conn>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with socket writes deferred: every link written to inside is flushed once, at
+/// the end. Nested scopes join the outermost one.
+pub fn batch<R>(f: impl FnOnce() -> R) -> R {
+    let outer = BATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.is_some() {
+            false
+        } else {
+            *b = Some(Vec::new());
+            true
+        }
+    });
+    if !outer {
+        return f();
+    }
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            flush_batch();
+        }
+    }
+    let _g = Guard;
+    f()
+}
+
+/// Flushes the links written to in the current batch scope and ends the scope.
+fn flush_batch() {
+    let list = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
+    for c in list {
+        c.st.lock().dirty = false;
+        c.flush_or_report();
+    }
+}
+
+/// True inside a [`batch`] scope on this thread.
+pub(crate) fn batching() -> bool {
+    BATCH.with(|b| b.borrow().is_some())
+}
+
+impl Conn {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        token: Token,
+        stream: TcpStream,
+        inbound: bool,
+        peer: Option<SocketAddr>,
+        node: String,
+        stats: Arc<LinkStats>,
+        io: Arc<IoShared>,
+        max_queue: usize,
+        max_inflight: usize,
+        max_message: usize,
+        session: u32,
+    ) -> Conn {
+        Conn {
+            token,
+            stream,
+            inbound,
+            peer,
+            node,
+            stats,
+            io,
+            max_queue,
+            max_inflight,
+            max_message,
+            inflight: AtomicUsize::new(0),
+            st: Mutex::new(ConnState {
+                buf: Vec::new(),
+                sent: 0,
+                spare: Vec::new(),
+                writing: 0,
+                flushing: false,
+                writable_hint: false,
+                dirty: false,
+                connected: inbound,
+                ever_connected: inbound,
+                closed: None,
+                closed_at: None,
+                session,
+                pending: HashMap::new(),
+                paused: false,
+            }),
+        }
+    }
+
+    /// Appends frames through `f` (under the lock), then writes them now, or at the end of
+    /// the current [`batch`] scope, or when the connection completes. `force` writes now
+    /// even inside a batch scope (blocking callers).
+    pub fn send_with<R>(
+        self: &Arc<Self>,
+        force: bool,
+        f: impl FnOnce(&mut ConnState) -> Result<R, CallError>,
+    ) -> Result<R, CallError> {
+        let mut st = self.st.lock();
+        if let Some(r) = &st.closed {
+            return Err(CallError::LinkDown(r.clone()));
+        }
+        let r = f(&mut st)?;
+        let now = self.after_append(&mut st, force);
+        drop(st);
+        if now {
+            self.flush_or_report();
+        }
+        Ok(r)
+    }
+
+    /// Decides who writes what was just appended: true when the caller must flush now.
+    fn after_append(self: &Arc<Self>, st: &mut ConnState, force: bool) -> bool {
+        if !st.connected || st.flushing {
+            // Written when the connection completes, or by the current flusher's loop.
+            return false;
+        }
+        if force {
+            return true;
+        }
+        let deferred = BATCH.with(|b| match b.borrow_mut().as_mut() {
+            Some(list) => {
+                if !st.dirty {
+                    st.dirty = true;
+                    list.push(self.clone());
+                }
+                true
+            }
+            None => false,
+        });
+        !deferred
+    }
+
+    /// Flushes; a write error closes the link (through the I/O thread).
+    pub fn flush_or_report(&self) {
+        if let Err(e) = self.flush() {
+            self.io.send(Cmd::Close(self.token, format!("write failed: {e}")));
+        }
+    }
+
+    /// Writes everything queued, until done or the socket is full.
+    pub fn flush(&self) -> io::Result<()> {
+        let mut st = self.st.lock();
+        if st.flushing {
+            st.writable_hint = true;
+            return Ok(());
+        }
+        if !st.connected || st.closed.is_some() {
+            return Ok(());
+        }
+        st.flushing = true;
+        let result = loop {
+            if st.sent == st.buf.len() {
+                st.buf.clear();
+                st.sent = 0;
+                break Ok(());
+            }
+            let spare = std::mem::take(&mut st.spare);
+            let mut buf = std::mem::replace(&mut st.buf, spare);
+            let mut off = std::mem::replace(&mut st.sent, 0);
+            let before = off;
+            st.writing = buf.len() - off;
+            st.writable_hint = false;
+            drop(st);
+            let res = write_nb(&self.stream, &buf, &mut off);
+            LinkStats::add(&self.stats.bytes_out, (off - before) as u64);
+            st = self.st.lock();
+            st.writing = 0;
+            match res {
+                Ok(true) => {
+                    recycle(&mut st, buf);
+                }
+                Ok(false) => {
+                    // Socket full: put the rest back in front of what was appended meanwhile.
+                    if st.buf.is_empty() {
+                        let newer = std::mem::replace(&mut st.buf, buf);
+                        st.sent = off;
+                        recycle(&mut st, newer);
+                    } else {
+                        buf.drain(..off);
+                        buf.extend_from_slice(&st.buf[st.sent..]);
+                        let newer = std::mem::replace(&mut st.buf, buf);
+                        st.sent = 0;
+                        recycle(&mut st, newer);
+                    }
+                    if st.writable_hint {
+                        st.writable_hint = false;
+                        continue;
+                    }
+                    break Ok(());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        st.flushing = false;
+        if st.buf.is_empty() && st.buf.capacity() > KEEP_BUF {
+            st.buf = Vec::new();
+        }
+        let resume = st.paused && self.below_resume(&st);
+        if resume {
+            st.paused = false;
+        }
+        drop(st);
+        if resume {
+            self.io.send(Cmd::Resume(self.token));
+        }
+        result
+    }
+
+    /// Inbound: true when reading may resume (queue and in-service count at half their limits).
+    pub fn below_resume(&self, st: &ConnState) -> bool {
+        st.queued() <= self.max_queue / 2 && self.inflight.load(Ordering::Relaxed) <= self.max_inflight / 2
+    }
+
+    /// Inbound: true when reading must pause.
+    pub fn above_pause(&self, st: &ConnState) -> bool {
+        st.queued() >= self.max_queue || self.inflight.load(Ordering::Relaxed) >= self.max_inflight
+    }
+
+    /// Marks the connection closed, shuts the socket down and fails every pending call
+    /// with `LinkDown(reason)`. Idempotent. Returns false if it was already closed.
+    pub fn close(&self, reason: &str) -> bool {
+        let pending = {
+            let mut st = self.st.lock();
+            if st.closed.is_some() {
+                return false;
+            }
+            st.closed = Some(reason.to_string());
+            st.closed_at = Some(Instant::now());
+            st.connected = false;
+            st.buf = Vec::new();
+            st.spare = Vec::new();
+            st.sent = 0;
+            std::mem::take(&mut st.pending)
+        };
+        let _ = self.stream.shutdown(Shutdown::Both);
+        LinkStats::add(&self.stats.drops, 1);
+        if !pending.is_empty() {
+            LinkStats::add(&self.stats.errors, pending.len() as u64);
+        }
+        for (_, p) in pending {
+            p.complete(Err(CallError::LinkDown(reason.to_string())));
+        }
+        true
+    }
+
+    /// Queues a response frame (inbound links). Dropped silently if the link is gone.
+    pub fn respond(self: &Arc<Self>, session: u32, r: Result<&[u8], &[u8]>) {
+        self.inflight.fetch_sub(1, Ordering::Relaxed);
+        let mut st = self.st.lock();
+        if st.closed.is_some() {
+            return;
+        }
+        let mark = st.buf.len();
+        if crate::wire::encode_response(&mut st.buf, session, r).is_err() {
+            st.buf.truncate(mark);
+            let _ = crate::wire::encode_response(&mut st.buf, session, Err(b"response too large"));
+        }
+        let resume = st.paused && self.below_resume(&st);
+        if resume {
+            st.paused = false;
+        }
+        let now = self.after_append(&mut st, false);
+        drop(st);
+        if resume {
+            self.io.send(Cmd::Resume(self.token));
+        }
+        if now {
+            self.flush_or_report();
+        }
+    }
+
+    /// Answers a request without counting it as in service (engine-answered: name
+    /// queries, unknown names).
+    pub fn respond_direct(self: &Arc<Self>, session: u32, r: Result<&[u8], &[u8]>) {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.respond(session, r);
+    }
+}
+
+fn recycle(st: &mut ConnState, mut v: Vec<u8>) {
+    v.clear();
+    if v.capacity() <= KEEP_SPARE && v.capacity() > st.spare.capacity() {
+        st.spare = v;
+    }
+}
+
+/// Writes `buf[*off..]` until done (`Ok(true)`) or the socket is full (`Ok(false)`).
+fn write_nb(stream: &TcpStream, buf: &[u8], off: &mut usize) -> io::Result<bool> {
+    let mut s = stream;
+    while *off < buf.len() {
+        match s.write(&buf[*off..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => *off += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,543 @@
+//! The I/O thread: one `mio::Poll` per node, owning the read side of every connection.
+//!
+//! Per iteration: drain commands (new connections, listeners, resumes, closes), handle
+//! readiness events (accept, read + dispatch, connect completion, flush on writable),
+//! expire timed-out callback calls, all inside one [`batch`] scope so that every frame
+//! produced during the iteration (responses, calls issued by callbacks) leaves in one
+//! write per link at the end.
+
+use super::conn::{batch, Conn};
+use super::node::Inner;
+use super::service::{Inbound, Responder};
+use super::stats::LinkStats;
+use super::{pack, sockopt};
+use crate::wire::{self, Address, Reassembler, Request, Response};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use once_cell::sync::OnceCell;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+pub(crate) const WAKER: Token = Token(0);
+const SCRATCH: usize = 256 << 10;
+const NO_DEADLINE: u64 = u64::MAX;
+
+pub(crate) enum Cmd {
+    AddConn(Arc<Conn>),
+    AddListener(Token, TcpListener),
+    Resume(Token),
+    Close(Token, String),
+    Shutdown,
+}
+
+/// What other threads share with the I/O thread.
+pub(crate) struct IoShared {
+    pub registry: Registry,
+    waker: Waker,
+    cmds: Mutex<Vec<Cmd>>,
+    next_token: AtomicUsize,
+    base: Instant,
+    /// Earliest callback deadline (ms after `base`), or NO_DEADLINE.
+    next_deadline: AtomicU64,
+    /// When the I/O thread will wake on its own (ms after `base`); 0 while it runs.
+    wake_at: AtomicU64,
+    pub io_thread: OnceCell<ThreadId>,
+}
+
+impl IoShared {
+    pub fn new(poll: &Poll) -> io::Result<IoShared> {
+        Ok(IoShared {
+            registry: poll.registry().try_clone()?,
+            waker: Waker::new(poll.registry(), WAKER)?,
+            cmds: Mutex::new(Vec::new()),
+            next_token: AtomicUsize::new(1),
+            base: Instant::now(),
+            next_deadline: AtomicU64::new(NO_DEADLINE),
+            wake_at: AtomicU64::new(0),
+            io_thread: OnceCell::new(),
+        })
+    }
+
+    pub fn token(&self) -> Token {
+        Token(self.next_token.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Queues a command and wakes the I/O thread.
+    pub fn send(&self, cmd: Cmd) {
+        self.cmds.lock().push(cmd);
+        let _ = self.waker.wake();
+    }
+
+
+    pub fn on_io_thread(&self) -> bool {
+        self.io_thread.get().is_some_and(|t| *t == std::thread::current().id())
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_millis() as u64 + 1
+    }
+
+    /// A callback call with this deadline was registered: make sure the I/O thread wakes
+    /// in time for it.
+    pub fn note_deadline(&self, d: Instant) {
+        let ms = self.ms(d);
+        let prev = self.next_deadline.fetch_min(ms, Ordering::SeqCst);
+        if ms < prev && ms < self.wake_at.load(Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+struct Entry {
+    conn: Arc<Conn>,
+    partial: Vec<u8>,
+    /// Inbound: multi-part requests being joined; meta = (address, push, trace).
+    req_parts: Option<Reassembler<(OwnedAddr, bool, Option<Vec<u8>>)>>,
+    /// Outbound: multi-part responses being joined.
+    resp_parts: Option<Reassembler<()>>,
+    trace: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Debug)]
+enum OwnedAddr {
+    Id(u32),
+    Name(Vec<u8>),
+}
+
+impl OwnedAddr {
+    fn of(a: Address<'_>) -> Self {
+        match a {
+            Address::Id(i) => OwnedAddr::Id(i),
+            Address::Name(n) => OwnedAddr::Name(n.to_vec()),
+        }
+    }
+    fn as_addr(&self) -> Address<'_> {
+        match self {
+            OwnedAddr::Id(i) => Address::Id(*i),
+            OwnedAddr::Name(n) => Address::Name(n),
+        }
+    }
+}
+
+pub(crate) struct IoLoop {
+    poll: Poll,
+    inner: Arc<Inner>,
+    conns: HashMap<Token, Entry>,
+    listeners: HashMap<Token, TcpListener>,
+}
+
+impl IoLoop {
+    pub fn new(poll: Poll, inner: Arc<Inner>) -> Self {
+        IoLoop { poll, inner, conns: HashMap::new(), listeners: HashMap::new() }
+    }
+
+    pub fn run(mut self) {
+        let io = self.inner.io.clone();
+        let _ = io.io_thread.set(std::thread::current().id());
+        let mut events = Events::with_capacity(1024);
+        let mut scratch = vec![0u8; SCRATCH];
+        loop {
+            let timeout = self.plan_sleep(&io);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("skynet-cluster engine: poll failed: {e}");
+                    break;
+                }
+            }
+            io.wake_at.store(0, Ordering::SeqCst);
+            let stop = batch(|| {
+                let stop = self.drain_cmds(&mut scratch);
+                for ev in events.iter() {
+                    let t = ev.token();
+                    if t == WAKER {
+                        continue;
+                    }
+                    if self.listeners.contains_key(&t) {
+                        self.accept(t, &mut scratch);
+                        continue;
+                    }
+                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let writable = ev.is_writable() || ev.is_error() || ev.is_write_closed();
+                    self.on_event(t, readable, writable, &mut scratch);
+                }
+                self.expire(&io);
+                stop
+            });
+            if stop {
+                break;
+            }
+        }
+        for (_, e) in self.conns.drain() {
+            e.conn.close("node shut down");
+        }
+        self.listeners.clear();
+    }
+
+    fn plan_sleep(&self, io: &IoShared) -> Option<Duration> {
+        loop {
+            let d = io.next_deadline.load(Ordering::SeqCst);
+            io.wake_at.store(d, Ordering::SeqCst);
+            if io.next_deadline.load(Ordering::SeqCst) != d {
+                continue;
+            }
+            if d == NO_DEADLINE {
+                return None;
+            }
+            let now = io.ms(Instant::now());
+            return Some(Duration::from_millis(d.saturating_sub(now)));
+        }
+    }
+
+    /// Fails callback calls whose deadline passed.
+    fn expire(&mut self, io: &IoShared) {
+        let now_i = Instant::now();
+        let now = io.ms(now_i);
+        if io.next_deadline.load(Ordering::SeqCst) > now {
+            return;
+        }
+        io.next_deadline.store(NO_DEADLINE, Ordering::SeqCst);
+        let mut min = NO_DEADLINE;
+        let mut expired = Vec::new();
+        for e in self.conns.values() {
+            if e.conn.inbound {
+                continue;
+            }
+            let mut st = e.conn.st.lock();
+            if st.pending.is_empty() {
+                continue;
+            }
+            let mut gone = Vec::new();
+            for (s, p) in st.pending.iter() {
+                if let Some(d) = p.deadline {
+                    if d <= now_i {
+                        gone.push(*s);
+                    } else {
+                        min = min.min(io.ms(d));
+                    }
+                }
+            }
+            for s in gone {
+                if let Some(p) = st.pending.remove(&s) {
+                    expired.push((e.conn.stats.clone(), p));
+                }
+            }
+        }
+        io.next_deadline.fetch_min(min, Ordering::SeqCst);
+        for (stats, p) in expired {
+            LinkStats::add(&stats.timeouts, 1);
+            p.complete(Err(super::CallError::Timeout));
+        }
+    }
+
+    fn drain_cmds(&mut self, scratch: &mut Vec<u8>) -> bool {
+        let cmds = std::mem::take(&mut *self.inner.io.cmds.lock());
+        let mut stop = false;
+        for c in cmds {
+            match c {
+                Cmd::AddConn(conn) => {
+                    let t = conn.token;
+                    self.conns.insert(
+                        t,
+                        Entry { conn, partial: Vec::new(), req_parts: None, resp_parts: None, trace: None },
+                    );
+                    // The first edge may have fired before we knew the token.
+                    self.on_event(t, true, true, scratch);
+                }
+                Cmd::AddListener(t, l) => {
+                    self.listeners.insert(t, l);
+                    self.accept(t, scratch);
+                }
+                Cmd::Resume(t) => self.on_event(t, true, false, scratch),
+                Cmd::Close(t, why) => self.close(t, &why),
+                Cmd::Shutdown => stop = true,
+            }
+        }
+        stop
+    }
+
+    fn accept(&mut self, t: Token, scratch: &mut Vec<u8>) {
+        loop {
+            let Some(l) = self.listeners.get(&t) else { return };
+            match l.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    sockopt::keepalive(stream.as_raw_fd(), self.inner.cfg.keepalive);
+                    let token = self.inner.io.token();
+                    if let Err(e) =
+                        self.inner.io.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                    {
+                        eprintln!("skynet-cluster engine: register accepted socket: {e}");
+                        continue;
+                    }
+                    let cfg = &self.inner.cfg;
+                    let conn = Arc::new(Conn::new(
+                        token,
+                        stream,
+                        true,
+                        Some(peer),
+                        String::new(),
+                        self.inner.inbound_stats.clone(),
+                        self.inner.io.clone(),
+                        cfg.max_send_queue,
+                        cfg.max_inflight,
+                        cfg.max_message,
+                        0,
+                    ));
+                    LinkStats::add(&self.inner.inbound_stats.connects, 1);
+                    self.conns.insert(
+                        token,
+                        Entry {
+                            conn,
+                            partial: Vec::new(),
+                            req_parts: Some(Reassembler::new(cfg.max_message, cfg.max_multi_pending)),
+                            resp_parts: None,
+                            trace: None,
+                        },
+                    );
+                    self.on_event(token, true, false, scratch);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and let the next edge retry.
+                    eprintln!("skynet-cluster engine: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, t: Token, why: &str) {
+        if let Some(e) = self.conns.remove(&t) {
+            // No deregistration (mio wants `&mut` of the shared stream): the socket is shut
+            // down now and leaves epoll when its last `Arc` drops; events for a forgotten
+            // token are ignored.
+            if e.conn.close(why) && !why.starts_with("peer closed") && !why.starts_with("node address changed") {
+                let side = if e.conn.inbound { "accepted link".to_string() } else { format!("link to [{}]", e.conn.node) };
+                eprintln!("skynet-cluster engine: {side} ({:?}) closed: {why}", e.conn.peer);
+            }
+        }
+    }
+
+    fn on_event(&mut self, t: Token, readable: bool, writable: bool, scratch: &mut Vec<u8>) {
+        let Some(e) = self.conns.get(&t) else { return };
+        let conn = e.conn.clone();
+        if !conn.inbound {
+            let (connected, closed) = {
+                let st = conn.st.lock();
+                (st.connected, st.closed.is_some())
+            };
+            if closed {
+                self.close(t, "closed");
+                return;
+            }
+            if !connected {
+                match connect_status(&conn) {
+                    Ok(true) => {
+                        {
+                            let mut st = conn.st.lock();
+                            st.connected = true;
+                            st.ever_connected = true;
+                        }
+                        LinkStats::add(&conn.stats.connects, 1);
+                        conn.flush_or_report();
+                    }
+                    Ok(false) => return,
+                    Err(err) => {
+                        self.close(t, &format!("connect to {:?} failed: {err}", conn.peer));
+                        return;
+                    }
+                }
+            } else if writable {
+                conn.flush_or_report();
+            }
+        } else if writable {
+            conn.flush_or_report();
+        }
+        if readable {
+            if let Err(why) = self.read(t, scratch) {
+                self.close(t, &why);
+            }
+        }
+    }
+
+    /// Reads until the socket is drained (or reading is paused), dispatching every complete
+    /// frame. `Err` closes the link.
+    fn read(&mut self, t: Token, scratch: &mut Vec<u8>) -> Result<(), String> {
+        let inner = self.inner.clone();
+        let Some(e) = self.conns.get_mut(&t) else { return Ok(()) };
+        loop {
+            if e.conn.inbound && e.conn.st.lock().paused {
+                return Ok(());
+            }
+            let carried = e.partial.len();
+            scratch[..carried].copy_from_slice(&e.partial);
+            let room = scratch.len() - carried;
+            let n = match (&e.conn.stream).read(&mut scratch[carried..]) {
+                Ok(0) => return Err("peer closed the connection".into()),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(format!("read failed: {err}")),
+            };
+            LinkStats::add(&e.conn.stats.bytes_in, n as u64);
+            let data = &scratch[..carried + n];
+            let used = if e.conn.inbound { on_requests(&inner, e, data)? } else { on_responses(e, data)? };
+            e.partial.clear();
+            e.partial.extend_from_slice(&data[used..]);
+            if e.partial.capacity() > 2 * wire::MAX_FRAME_BODY && e.partial.is_empty() {
+                e.partial = Vec::new();
+            }
+            if e.conn.inbound {
+                let mut st = e.conn.st.lock();
+                if e.conn.above_pause(&st) {
+                    st.paused = true;
+                }
+            }
+            if n < room {
+                // A short read drained the socket; epoll reports the next arrival.
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// `Ok(true)`: connected; `Ok(false)`: still in progress.
+fn connect_status(conn: &Conn) -> Result<bool, String> {
+    if let Ok(Some(err)) | Err(err) = conn.stream.take_error() {
+        return Err(err.to_string());
+    }
+    match conn.stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Handles the complete request frames at the front of `data`; returns the bytes used.
+fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, String> {
+    let mut cut = wire::FrameCutter::new(data);
+    for body in cut.by_ref() {
+        match wire::decode_request(body).map_err(|err| format!("bad request frame: {err}"))? {
+            Request::Trace { tag } => e.trace = Some(tag.to_vec()),
+            Request::Single { addr, session, payload } => {
+                let trace = e.trace.take();
+                dispatch(inner, &e.conn, addr, session, payload, trace.as_deref(), session == 0);
+            }
+            Request::MultiHeader { addr, session, total, push } => {
+                let trace = e.trace.take();
+                let r = e.req_parts.as_mut().expect("inbound");
+                r.begin(session, total, (OwnedAddr::of(addr), push, trace)).map_err(|err| err.to_string())?;
+            }
+            Request::Part { session, data, last } => {
+                let r = e.req_parts.as_mut().expect("inbound");
+                match r.part(session, data, last) {
+                    Ok(None) => {}
+                    Ok(Some(((addr, push, trace), payload))) => {
+                        dispatch(inner, &e.conn, addr.as_addr(), session, &payload, trace.as_deref(), push);
+                    }
+                    Err(wire::ReassemblyError::SizeMismatch { .. }) => {
+                        // Stock answers this one and keeps the link.
+                        e.conn.respond_direct(session, Err(b"Invalid large req"));
+                    }
+                    Err(err) => return Err(err.to_string()),
+                }
+            }
+        }
+    }
+    Ok(cut.consumed())
+}
+
+/// One whole request: engine-level names first, then the host's service.
+fn dispatch(
+    inner: &Arc<Inner>,
+    conn: &Arc<Conn>,
+    addr: Address<'_>,
+    session: u32,
+    payload: &[u8],
+    trace: Option<&[u8]>,
+    push: bool,
+) {
+    let stats = &conn.stats;
+    LinkStats::add(if push { &stats.pushes } else { &stats.calls }, 1);
+    let addr = match addr {
+        Address::Id(0) => {
+            // cluster.query: the payload is skynet.pack(name), the answer packstring(address).
+            if push {
+                return;
+            }
+            let found = pack::unpack_str(payload).and_then(|(name, _)| inner.names.read().get(name).copied());
+            match found {
+                Some(a) => {
+                    let mut out = Vec::with_capacity(9);
+                    pack::pack_int(&mut out, a as i64);
+                    conn.respond_direct(session, Ok(&out));
+                }
+                None => conn.respond_direct(session, Err(b"name not found")),
+            }
+            return;
+        }
+        Address::Name(n) if n.first() == Some(&b'@') => match inner.names.read().get(&n[1..]) {
+            Some(&a) => Address::Id(a),
+            None => {
+                if !push {
+                    conn.respond_direct(session, Err(b"Invalid name"));
+                }
+                return;
+            }
+        },
+        a => a,
+    };
+    let service = inner.service.read().clone();
+    let req = Inbound { addr, session, payload, trace, peer: conn.peer, link: conn.token.0 as u64 };
+    match service {
+        Some(s) if push => s.push(req),
+        Some(s) => {
+            conn.inflight.fetch_add(1, Ordering::Relaxed);
+            s.call(req, Responder::new(conn.clone(), session));
+        }
+        None if push => {}
+        None => conn.respond_direct(session, Err(b"no service")),
+    }
+}
+
+/// Handles the complete response frames at the front of `data`; returns the bytes used.
+fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, String> {
+    let mut cut = wire::FrameCutter::new(data);
+    for body in cut.by_ref() {
+        match wire::decode_response(body).map_err(|err| format!("bad response frame: {err}"))? {
+            Response::Ok { session, payload } => complete(&e.conn, session, Ok(super::Reply::borrowed(payload))),
+            Response::Error { session, msg } => {
+                complete(&e.conn, session, Err(super::CallError::Remote(msg.to_vec())))
+            }
+            Response::MultiBegin { session, total } => {
+                let r = e.resp_parts.get_or_insert_with(|| Reassembler::new(e.conn.max_message, 1024));
+                r.begin(session, total, ()).map_err(|err| err.to_string())?;
+            }
+            Response::MultiPart { session, data, last } => {
+                let r = e.resp_parts.as_mut().ok_or_else(|| format!("multi-part piece for unknown session {session}"))?;
+                if let Some(((), payload)) = r.part(session, data, last).map_err(|err| err.to_string())? {
+                    complete(&e.conn, session, Ok(super::Reply::owned(payload)));
+                }
+            }
+        }
+    }
+    Ok(cut.consumed())
+}
+
+fn complete(conn: &Conn, session: u32, r: Result<super::Reply<'_>, super::CallError>) {
+    let p = conn.st.lock().pending.remove(&session);
+    let Some(p) = p else { return }; // timed out meanwhile: dropped
+    conn.stats.record_latency(p.start.elapsed().as_micros() as u64);
+    if r.is_err() {
+        LinkStats::add(&conn.stats.errors, 1);
+    }
+    p.complete(r);
+}
+

@@ -1,0 +1,560 @@
+//! The public handle: node map, links to peers, calls, pushes, queries, listening.
+
+use super::config::{default_nodename, Config, NodeAddr, NodeChange, ReloadReport};
+use super::conn::{batching, Callback, Conn, Pending, Slot, Waiter};
+use super::error::CallError;
+use super::io::{Cmd, IoLoop, IoShared};
+use super::service::Service;
+use super::stats::{LinkStats, StatsSnapshot};
+use super::{pack, sockopt};
+use crate::wire::{self, Address, RequestKind, MAX_NAME_LEN, MAX_SESSION};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Poll};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub(crate) struct Peer {
+    name: String,
+    st: Mutex<PeerState>,
+    stats: Arc<LinkStats>,
+}
+
+struct PeerState {
+    addr: NodeAddr,
+    conn: Option<Arc<Conn>>,
+    /// Consecutive failed connect attempts, and until when the next one must wait.
+    failures: u32,
+    retry_after: Option<(Instant, String)>,
+    /// Session to continue from when the link is replaced (stock's clustersender keeps
+    /// counting across reconnects).
+    next_session: u32,
+}
+
+pub(crate) struct Inner {
+    pub cfg: Config,
+    pub nodename: String,
+    pub io: Arc<IoShared>,
+    peers: RwLock<HashMap<String, Arc<Peer>>>,
+    /// Bumped (and notified) by every reload, for callers waiting for an address.
+    map_gen: Mutex<u64>,
+    map_cv: Condvar,
+    nowaiting: AtomicBool,
+    pub names: RwLock<HashMap<Vec<u8>, u32>>,
+    pub service: RwLock<Option<Arc<dyn Service>>>,
+    pub inbound_stats: Arc<LinkStats>,
+    shut: AtomicBool,
+}
+
+/// A node: one I/O thread, its listeners, its links. Owning value: dropping it shuts the
+/// node down (fails every pending call with `LinkDown("node shut down")`, closes every
+/// socket, joins the I/O thread). All operations are on [`Handle`], which `Node` derefs to
+/// and which can be cloned and moved to any thread (including into callbacks).
+pub struct Node {
+    handle: Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable reference to a [`Node`]; every method is thread-safe. After the node
+/// is dropped, operations fail with [`CallError::Shutdown`].
+#[derive(Clone)]
+pub struct Handle {
+    inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Node {
+    /// Starts a node (its I/O thread). It serves nothing until [`Handle::listen`] and
+    /// [`Handle::set_service`], and calls nothing until [`Handle::reload`] gives it peers.
+    pub fn new(cfg: Config) -> io::Result<Node> {
+        assert!((1..=MAX_SESSION).contains(&cfg.first_session), "first_session must be in 1..=0x7fffffff");
+        let poll = Poll::new()?;
+        let io = Arc::new(IoShared::new(&poll)?);
+        let nodename = cfg.nodename.clone().unwrap_or_else(default_nodename);
+        let inner = Arc::new(Inner {
+            nowaiting: AtomicBool::new(cfg.nowaiting),
+            cfg,
+            nodename,
+            io,
+            peers: RwLock::new(HashMap::new()),
+            map_gen: Mutex::new(0),
+            map_cv: Condvar::new(),
+            names: RwLock::new(HashMap::new()),
+            service: RwLock::new(None),
+            inbound_stats: Arc::new(LinkStats::new()),
+            shut: AtomicBool::new(false),
+        });
+        let lp = IoLoop::new(poll, inner.clone());
+        let thread = std::thread::Builder::new().name("skc-io".into()).spawn(move || lp.run())?;
+        Ok(Node { handle: Handle { inner }, thread: Some(thread) })
+    }
+
+    /// A cloneable handle to this node.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.handle.inner.shut.store(true, Ordering::SeqCst);
+        self.handle.inner.io.send(Cmd::Shutdown);
+        {
+            let _g = self.handle.inner.map_gen.lock();
+            self.handle.inner.map_cv.notify_all();
+        }
+        if let Some(t) = self.thread.take() {
+            if self.handle.inner.io.on_io_thread() {
+                return; // dropped from a callback: the loop exits on its own
+            }
+            let _ = t.join();
+        }
+    }
+}
+
+/// A call's options beyond node, address and payload.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallOpts<'a> {
+    /// `None`: the node's `default_timeout`.
+    pub timeout: Option<Duration>,
+    /// A trace tag: a `0x04` frame goes before the request. As stock's clustersender does,
+    /// a tag that does not start with `(` is sent as `(<nodename>-<node>-<session>)<tag>`.
+    pub trace: Option<&'a [u8]>,
+}
+
+impl Handle {
+    fn check(&self) -> Result<(), CallError> {
+        if self.inner.shut.load(Ordering::Relaxed) {
+            Err(CallError::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The name used in trace tags.
+    pub fn nodename(&self) -> &str {
+        &self.inner.nodename
+    }
+
+    /// Listens on `addr` (`"host:port"`; port 0 picks a free one) and returns the bound
+    /// address. Accepted links are served by the [`Service`] set with [`Handle::set_service`].
+    pub fn listen(&self, addr: &str) -> io::Result<SocketAddr> {
+        let std = std::net::TcpListener::bind(addr)?;
+        std.set_nonblocking(true)?;
+        let mut l = TcpListener::from_std(std);
+        let local = l.local_addr()?;
+        let t = self.inner.io.token();
+        self.inner.io.registry.register(&mut l, t, Interest::READABLE)?;
+        self.inner.io.send(Cmd::AddListener(t, l));
+        Ok(local)
+    }
+
+    /// Sets (or replaces) the handler of inbound requests.
+    pub fn set_service(&self, s: Arc<dyn Service>) {
+        *self.inner.service.write() = Some(s);
+    }
+
+    /// Registers `name` (without the `@`) for address `addr`, as `cluster.register`: calls to
+    /// `@name` reach the service with `Address::Id(addr)`, and `cluster.query(node, name)`
+    /// answers `addr`.
+    pub fn register(&self, name: &str, addr: u32) {
+        self.inner.names.write().insert(name.as_bytes().to_vec(), addr);
+    }
+
+    pub fn unregister(&self, name: &str) {
+        self.inner.names.write().remove(name.as_bytes());
+    }
+
+    /// Stock's `__nowaiting` at run time.
+    pub fn set_nowaiting(&self, on: bool) {
+        self.inner.nowaiting.store(on, Ordering::SeqCst);
+        let mut g = self.inner.map_gen.lock();
+        *g += 1;
+        self.inner.map_cv.notify_all();
+    }
+
+    /// Updates the node map, like `cluster.reload`: each entry is `(name, Some("host:port"))`
+    /// or `(name, None)` = marked down. Nodes not named keep their entry. A node whose
+    /// address changed loses its link (pending calls fail with `LinkDown`); the next call
+    /// connects to the new address. Callers waiting for an address are woken.
+    pub fn reload(&self, map: &[(&str, Option<&str>)]) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        for (name, addr) in map {
+            let peer = self.peer(name);
+            let new = NodeAddr::from_option(*addr);
+            let mut ps = peer.st.lock();
+            let old = ps.addr.clone();
+            let changed = old != new;
+            if changed {
+                ps.addr = new.clone();
+                ps.failures = 0;
+                ps.retry_after = None;
+                if let Some(c) = ps.conn.take() {
+                    ps.next_session = c.st.lock().session;
+                    // Fail its pending calls now, from here; the I/O thread forgets it.
+                    c.close("node address changed by reload");
+                    self.inner.io.send(Cmd::Close(c.token, "node address changed by reload".into()));
+                }
+            }
+            let link_up = ps.conn.as_ref().is_some_and(|c| {
+                let st = c.st.lock();
+                st.connected && st.closed.is_none()
+            });
+            report.nodes.push(NodeChange { name: name.to_string(), old, new, changed, link_up });
+        }
+        let mut g = self.inner.map_gen.lock();
+        *g += 1;
+        self.inner.map_cv.notify_all();
+        report
+    }
+
+    /// The node map entry of `node`.
+    pub fn node_addr(&self, node: &str) -> NodeAddr {
+        match self.inner.peers.read().get(node) {
+            Some(p) => p.st.lock().addr.clone(),
+            None => NodeAddr::Absent,
+        }
+    }
+
+    /// True when a link to `node` is connected right now.
+    pub fn link_up(&self, node: &str) -> bool {
+        let Some(p) = self.inner.peers.read().get(node).cloned() else { return false };
+        let ps = p.st.lock();
+        ps.conn.as_ref().is_some_and(|c| {
+            let st = c.st.lock();
+            st.connected && st.closed.is_none()
+        })
+    }
+
+    /// Counters of the link(s) to `node` (they survive reconnects).
+    pub fn stats(&self, node: &str) -> Option<StatsSnapshot> {
+        self.inner.peers.read().get(node).map(|p| p.stats.snapshot())
+    }
+
+    /// Counters of all accepted links together.
+    pub fn inbound_stats(&self) -> StatsSnapshot {
+        self.inner.inbound_stats.snapshot()
+    }
+
+    /// Runs `f` with socket writes deferred: the calls and pushes made inside leave in one
+    /// write per link when `f` returns. Use it to send many pushes or calls at once.
+    pub fn batch<R>(&self, f: impl FnOnce() -> R) -> R {
+        super::conn::batch(f)
+    }
+
+    fn peer(&self, node: &str) -> Arc<Peer> {
+        if let Some(p) = self.inner.peers.read().get(node) {
+            return p.clone();
+        }
+        self.inner
+            .peers
+            .write()
+            .entry(node.to_string())
+            .or_insert_with(|| {
+                Arc::new(Peer {
+                    name: node.to_string(),
+                    st: Mutex::new(PeerState {
+                        addr: NodeAddr::Absent,
+                        conn: None,
+                        failures: 0,
+                        retry_after: None,
+                        next_session: self.inner.cfg.first_session,
+                    }),
+                    stats: Arc::new(LinkStats::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// The live link to `node`, connecting if needed (at most one attempt at a time: the
+    /// peer lock is held while a connection is started, and a connecting link is reused).
+    fn link(&self, node: &str, deadline: Option<Instant>, may_wait: bool) -> Result<Arc<Conn>, CallError> {
+        self.check()?;
+        let peer = self.peer(node);
+        let mut ps = peer.st.lock();
+        loop {
+            match &ps.addr {
+                NodeAddr::Down => return Err(CallError::NodeDown(node.to_string())),
+                NodeAddr::Absent => {
+                    if !may_wait || self.inner.nowaiting.load(Ordering::SeqCst) {
+                        return Err(CallError::NodeAbsent(node.to_string()));
+                    }
+                    drop(ps);
+                    self.wait_for_map(deadline)?;
+                    ps = peer.st.lock();
+                }
+                NodeAddr::At(a) => {
+                    let a = a.clone();
+                    if let Some(c) = &ps.conn {
+                        let st = c.st.lock();
+                        if st.closed.is_none() {
+                            let ok = st.connected;
+                            drop(st);
+                            let c = c.clone();
+                            if ok {
+                                ps.failures = 0;
+                            }
+                            return Ok(c);
+                        }
+                        let (ever, at, why) = (st.ever_connected, st.closed_at, st.closed.clone().unwrap_or_default());
+                        let session = st.session;
+                        drop(st);
+                        ps.next_session = session;
+                        ps.conn = None;
+                        if ever {
+                            ps.failures = 0;
+                        } else {
+                            ps.failures += 1;
+                            let wait = self.backoff(ps.failures);
+                            ps.retry_after = Some((at.unwrap_or_else(Instant::now) + wait, why));
+                        }
+                    }
+                    if let Some((t, why)) = &ps.retry_after {
+                        if Instant::now() < *t {
+                            return Err(CallError::ConnectFailed(format!("{why} (next attempt in {:?})", *t - Instant::now())));
+                        }
+                        ps.retry_after = None;
+                    }
+                    match self.connect(&peer, &a, ps.next_session) {
+                        Ok(c) => {
+                            ps.conn = Some(c.clone());
+                            return Ok(c);
+                        }
+                        Err(e) => {
+                            ps.failures += 1;
+                            let wait = self.backoff(ps.failures);
+                            let why = format!("connect to {a} failed: {e}");
+                            ps.retry_after = Some((Instant::now() + wait, why.clone()));
+                            return Err(CallError::ConnectFailed(why));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let c = &self.inner.cfg;
+        let mult = 1u32 << failures.saturating_sub(1).min(16);
+        (c.backoff_min * mult).min(c.backoff_max)
+    }
+
+    fn wait_for_map(&self, deadline: Option<Instant>) -> Result<(), CallError> {
+        let mut g = self.inner.map_gen.lock();
+        let start = *g;
+        while *g == start {
+            self.check()?;
+            match deadline {
+                None => self.inner.map_cv.wait(&mut g),
+                Some(d) => {
+                    if self.inner.map_cv.wait_until(&mut g, d).timed_out() {
+                        return Err(CallError::Timeout);
+                    }
+                }
+            }
+        }
+        self.check()
+    }
+
+    /// Starts a non-blocking connect; the I/O thread completes it.
+    fn connect(&self, peer: &Arc<Peer>, addr: &str, session: u32) -> io::Result<Arc<Conn>> {
+        let sa = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing"))?;
+        let mut stream = TcpStream::connect(sa)?;
+        stream.set_nodelay(true)?;
+        sockopt::keepalive(stream.as_raw_fd(), self.inner.cfg.keepalive);
+        let cfg = &self.inner.cfg;
+        let t = self.inner.io.token();
+        // Registered before the I/O thread knows the token: an edge that fires before it
+        // drains the AddConn command is lost, so AddConn re-checks connect and read state.
+        self.inner.io.registry.register(&mut stream, t, Interest::READABLE | Interest::WRITABLE)?;
+        let conn = Arc::new(Conn::new(
+            t,
+            stream,
+            false,
+            Some(sa),
+            peer.name.clone(),
+            peer.stats.clone(),
+            self.inner.io.clone(),
+            cfg.max_send_queue,
+            cfg.max_inflight,
+            cfg.max_message,
+            session,
+        ));
+        self.inner.io.send(Cmd::AddConn(conn.clone()));
+        Ok(conn)
+    }
+
+    /// Queues one request on the link to `node`; returns the link and the session used.
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &self,
+        node: &str,
+        addr: Address<'_>,
+        payload: &[u8],
+        trace: Option<&[u8]>,
+        waiter: Waiter,
+        deadline: Option<Instant>,
+        may_wait: bool,
+        force: bool,
+    ) -> Result<(Arc<Conn>, u32), CallError> {
+        check_addr(addr)?;
+        let conn = self.link(node, deadline, may_wait)?;
+        let cb_deadline = if matches!(waiter, Waiter::Callback(_)) { deadline } else { None };
+        let nodename = &self.inner.nodename;
+        let session = conn.send_with(force, |st| {
+            if st.queued() >= conn.max_queue {
+                return Err(CallError::Overloaded);
+            }
+            let session = st.session;
+            let next = wire::next_session(session);
+            let mark = st.buf.len();
+            if let Some(tag) = trace {
+                let r = if tag.first() == Some(&b'(') {
+                    wire::encode_trace(&mut st.buf, tag)
+                } else {
+                    let mut full = format!("({nodename}-{node}-{next})").into_bytes();
+                    full.extend_from_slice(tag);
+                    wire::encode_trace(&mut st.buf, &full)
+                };
+                if let Err(e) = r {
+                    st.buf.truncate(mark);
+                    return Err(CallError::Invalid(e.to_string()));
+                }
+            }
+            if let Err(e) = wire::encode_request(&mut st.buf, addr, session, payload, RequestKind::Call) {
+                st.buf.truncate(mark);
+                return Err(CallError::Invalid(e.to_string()));
+            }
+            st.session = next;
+            st.pending.insert(session, Pending { waiter, start: Instant::now(), deadline: cb_deadline });
+            Ok(session)
+        })?;
+        LinkStats::add(&conn.stats.calls, 1);
+        if let Some(d) = cb_deadline {
+            self.inner.io.note_deadline(d);
+        }
+        Ok((conn, session))
+    }
+
+    fn deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
+        timeout.or(self.inner.cfg.default_timeout).map(|t| Instant::now() + t)
+    }
+
+    /// Calls `addr` on `node` and waits for the answer (`cluster.call` with a packed
+    /// payload). Blocks the calling thread; must not be called on the I/O thread (from a
+    /// service handler or a callback): that fails with `WouldDeadlock`.
+    ///
+    /// A node with no address yet is waited for (until the timeout) unless `nowaiting`.
+    pub fn call(&self, node: &str, addr: Address<'_>, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>, CallError> {
+        self.call_opts(node, addr, payload, CallOpts { timeout, trace: None })
+    }
+
+    /// [`Handle::call`] with options (trace tag).
+    pub fn call_opts(&self, node: &str, addr: Address<'_>, payload: &[u8], opts: CallOpts<'_>) -> Result<Vec<u8>, CallError> {
+        if self.inner.io.on_io_thread() {
+            return Err(CallError::WouldDeadlock);
+        }
+        let deadline = self.deadline(opts.timeout);
+        let slot = Arc::new(Slot::new());
+        let force = batching();
+        let (conn, session) =
+            self.submit(node, addr, payload, opts.trace, Waiter::Slot(slot.clone()), deadline, true, force)?;
+        match slot.wait(deadline) {
+            Some(r) => r,
+            None => {
+                let removed = conn.st.lock().pending.remove(&session).is_some();
+                if removed {
+                    LinkStats::add(&conn.stats.timeouts, 1);
+                    Err(CallError::Timeout)
+                } else {
+                    // Being completed right now.
+                    slot.wait(None).unwrap_or(Err(CallError::Timeout))
+                }
+            }
+        }
+    }
+
+    /// Calls `addr` on `node` without blocking: `cb` runs once with the answer or the error
+    /// (on the I/O thread, or on a thread whose action ended the call). If this returns
+    /// `Err`, the call was not sent and `cb` is dropped uncalled. Never waits for a node
+    /// address: an address-less node fails at once with `NodeAbsent`.
+    pub fn call_with<F>(&self, node: &str, addr: Address<'_>, payload: &[u8], opts: CallOpts<'_>, cb: F) -> Result<(), CallError>
+    where
+        F: FnOnce(Result<super::Reply<'_>, CallError>) + Send + 'static,
+    {
+        let deadline = self.deadline(opts.timeout);
+        let cb: Callback = Box::new(cb);
+        self.submit(node, addr, payload, opts.trace, Waiter::Callback(cb), deadline, false, false).map(|_| ())
+    }
+
+    /// Sends a push (`cluster.send`): no answer. A single-frame push carries session 0 and
+    /// does not use a session; a multi-part one (>= 32 KiB) uses one, as stock.
+    /// Fails at once (never waits) on an address-less node, a full queue (`Overloaded`), a
+    /// down link; a link being connected queues it.
+    pub fn push(&self, node: &str, addr: Address<'_>, payload: &[u8]) -> Result<(), CallError> {
+        check_addr(addr)?;
+        let conn = self.link(node, None, false)?;
+        conn.send_with(false, |st| {
+            if st.queued() >= conn.max_queue {
+                return Err(CallError::Overloaded);
+            }
+            let session = st.session;
+            let mark = st.buf.len();
+            if let Err(e) = wire::encode_request(&mut st.buf, addr, session, payload, RequestKind::Push) {
+                st.buf.truncate(mark);
+                return Err(CallError::Invalid(e.to_string()));
+            }
+            if wire::request_is_multi(payload.len()) {
+                st.session = wire::next_session(session);
+            }
+            Ok(())
+        })?;
+        LinkStats::add(&conn.stats.pushes, 1);
+        Ok(())
+    }
+
+    /// `cluster.query(node, name)`: the address registered as `name` on `node`.
+    pub fn query(&self, node: &str, name: &str, timeout: Option<Duration>) -> Result<u32, CallError> {
+        let mut p = Vec::with_capacity(name.len() + 5);
+        pack::pack_str(&mut p, name.as_bytes());
+        let r = self.call(node, Address::Id(0), &p, timeout)?;
+        match pack::unpack_int(&r) {
+            Some((v, _)) => Ok(v as u32),
+            None => Err(CallError::Invalid("query answer is not a packed integer".into())),
+        }
+    }
+
+    /// The next session the link to `node` will use (tests and diagnostics).
+    pub fn next_session(&self, node: &str) -> Option<u32> {
+        let p = self.inner.peers.read().get(node).cloned()?;
+        let ps = p.st.lock();
+        Some(match &ps.conn {
+            Some(c) => c.st.lock().session,
+            None => ps.next_session,
+        })
+    }
+}
+
+fn check_addr(addr: Address<'_>) -> Result<(), CallError> {
+    if let Address::Name(n) = addr {
+        if n.is_empty() || n.len() > MAX_NAME_LEN {
+            return Err(CallError::Invalid(format!("name length {} is invalid, must be between 1 and 255", n.len())));
+        }
+    }
+    Ok(())
+}

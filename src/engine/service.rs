@@ -1,0 +1,103 @@
+//! What the host implements to serve requests, and how it answers.
+
+use super::conn::Conn;
+use crate::wire::Address;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One request or push that arrived on an accepted link, borrowed from the engine's read
+/// buffer for the duration of the handler call. Copy what you need to keep.
+#[derive(Clone, Copy, Debug)]
+pub struct Inbound<'a> {
+    /// The target: a numeric address, or a name. `@name`s are already resolved through
+    /// the names registered with [`Handle::register`](super::Handle::register), so they
+    /// arrive as `Address::Id`; other names (skynet's `.local` names) arrive as is.
+    pub addr: Address<'a>,
+    /// The request's session on its link (0 for a single-frame push).
+    pub session: u32,
+    pub payload: &'a [u8],
+    /// The trace tag sent just before this request (a `0x04` frame), if any.
+    pub trace: Option<&'a [u8]>,
+    /// The peer's socket address.
+    pub peer: Option<SocketAddr>,
+    /// Identifies the accepted link (unique within the node).
+    pub link: u64,
+}
+
+/// The host's request handler. Both methods run on the engine's I/O thread, one request
+/// at a time in arrival order per link: keep them short and never block in them (hand
+/// slow work to your own threads and answer later through the [`Responder`]).
+///
+/// A handler that blocks stalls every link of the node; it also makes TCP push back on
+/// the peers, which is how memory stays bounded when the host is slower than the peers.
+pub trait Service: Send + Sync + 'static {
+    /// A call: answer through `responder`, now or later, from any thread.
+    fn call(&self, req: Inbound<'_>, responder: Responder);
+    /// A push: no answer is sent.
+    fn push(&self, req: Inbound<'_>) {
+        let _ = req;
+    }
+}
+
+/// Answers one call. `Send`: it may move to any thread. Consumed by answering; dropping it
+/// unanswered sends the error `no response`, so the caller never hangs because of us.
+/// If the link has dropped meanwhile, the answer is discarded.
+pub struct Responder {
+    conn: Option<Arc<Conn>>,
+    session: u32,
+}
+
+impl Responder {
+    pub(crate) fn new(conn: Arc<Conn>, session: u32) -> Self {
+        Responder { conn: Some(conn), session }
+    }
+
+    /// The session this answer goes to.
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
+    /// Sends `payload` as the answer (multi-part when above 32 KiB, as stock). The payload
+    /// is copied once, into the link's send buffer.
+    pub fn ok(self, payload: &[u8]) {
+        self.respond(Ok(payload))
+    }
+
+    /// Sends an error frame with `msg` (truncated to 32 KiB, as stock).
+    pub fn error(self, msg: &[u8]) {
+        self.respond(Err(msg))
+    }
+
+    pub fn respond(mut self, r: Result<&[u8], &[u8]>) {
+        if let Some(c) = self.conn.take() {
+            c.respond(self.session, r);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.respond(self.session, Err(b"no response"));
+        }
+    }
+}
+
+/// A [`Service`] made of two closures.
+pub struct FnService<C, P> {
+    pub call: C,
+    pub push: P,
+}
+
+impl<C, P> Service for FnService<C, P>
+where
+    C: Fn(Inbound<'_>, Responder) + Send + Sync + 'static,
+    P: Fn(Inbound<'_>) + Send + Sync + 'static,
+{
+    fn call(&self, req: Inbound<'_>, responder: Responder) {
+        (self.call)(req, responder)
+    }
+    fn push(&self, req: Inbound<'_>) {
+        (self.push)(req)
+    }
+}
