@@ -71,12 +71,18 @@ test-lua: $(LUA_REPLAY_DEPS) $(LUA55)
 	echo "== golden replay: $(LUA55)"; $(LUA55) tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR) || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "test-lua: FAILED"; exit 1; fi; echo "test-lua: passed in Lua 5.4 and 5.5"
 
-# The full golden set under memcheck. SKC_LEAK_PER_CASE=1 makes the replay ask valgrind for a
-# leak count after every case (client requests in testmsg.so) and name the cases that leaked.
-# No suppressions: every definite/indirect leak fails, whoever made it (see tests/lua/README.md).
+# The full golden set under memcheck (about 30 s). No suppressions: every definite/indirect leak
+# and every memory error fails, whoever made it (tests/lua/README.md). On failure the replay is run
+# again with SKC_LEAK_PER_CASE=1: testmsg.so asks valgrind for a leak count after every case
+# (client requests) and the replay names the cases after which lost bytes grew.
 test-lua-leak: $(LUA_REPLAY_DEPS)
 	@command -v $(VALGRIND) >/dev/null 2>&1 || { echo "ERROR: valgrind not found: install the valgrind package (.ci/run does)"; exit 1; }
-	SKC_LEAK_PER_CASE=1 $(VALGRIND) $(VALGRIND_FLAGS) $(LUA54) tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR)
+	@echo "== golden replay under valgrind: $(LUA54)"
+	@$(VALGRIND) $(VALGRIND_FLAGS) $(LUA54) tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR) || { \
+	  echo "test-lua-leak: FAILED; replaying again with a leak count after every case:"; \
+	  SKC_LEAK_PER_CASE=1 $(VALGRIND) $(VALGRIND_FLAGS) --log-file=$(BUILD)/valgrind-per-case.log \
+	      $(LUA54) tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR); \
+	  echo "(valgrind log of that run: $(BUILD)/valgrind-per-case.log)"; exit 1; }
 	@echo "test-lua-leak: no definite/indirect leak, no memory error"
 
 $(BUILD)/dlopen_plain: ctest/dlopen_plain.c

@@ -394,7 +394,8 @@ if #wording_used > 0 then
 end
 if leak_per_case then
     if #leaking > 0 then
-        print("cases after which valgrind counted new definitely/indirectly lost bytes:")
+        print("cases after which valgrind counted new definitely/indirectly lost bytes (for packrequest,")
+        print("packpush and append the module owns every buffer passed in, see TAKES_OWNERSHIP):")
         for _, l in ipairs(leaking) do print("    " .. l) end
     else
         print("valgrind: no case leaked (leak count checked after every case)")
