@@ -238,6 +238,17 @@ impl Handle {
         })
     }
 
+    /// `(TCP_NODELAY, SO_KEEPALIVE)` of the current link to `node`, as the kernel reports
+    /// them (diagnostics; `None` without a link).
+    pub fn link_sockopts(&self, node: &str) -> Option<(bool, bool)> {
+        let p = self.inner.peers.read().get(node).cloned()?;
+        let ps = p.st.lock();
+        let fd = ps.conn.as_ref()?.stream.as_raw_fd();
+        let nd = sockopt::get_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0;
+        let ka = sockopt::get_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE)? != 0;
+        Some((nd, ka))
+    }
+
     /// Counters of the link(s) to `node` (they survive reconnects).
     pub fn stats(&self, node: &str) -> Option<StatsSnapshot> {
         self.inner.peers.read().get(node).map(|p| p.stats.snapshot())

@@ -1,7 +1,8 @@
 //! The few skynet.pack values the engine itself reads and writes: the name query sends
 //! `skynet.pack(name)` and is answered with `skynet.packstring(address)`.
 //!
-//! Kept tiny and private on purpose; the full codec is `crate::seri`. The format (lua-seri):
+//! Packing goes through `crate::seri`; the two readers below are tiny and allocation-free
+//! (a query is one string in, one integer out). The format (lua-seri):
 //! a type byte `type | sub << 3`, then the value.
 
 const TYPE_NUMBER: u8 = 2;
@@ -12,48 +13,18 @@ const NUM_BYTE: u8 = 1;
 const NUM_WORD: u8 = 2;
 const NUM_DWORD: u8 = 4;
 const NUM_QWORD: u8 = 6;
-const MAX_COOKIE: usize = 32;
 
+/// Appends `skynet.pack(v)` for one integer (delegates to `crate::seri`).
 #[inline]
-fn combine(t: u8, v: u8) -> u8 {
-    t | (v << 3)
-}
-
-/// Appends `skynet.pack(v)` for one integer.
 pub fn pack_int(out: &mut Vec<u8>, v: i64) {
-    if v == 0 {
-        out.push(combine(TYPE_NUMBER, NUM_ZERO));
-    } else if v != (v as i32) as i64 {
-        out.push(combine(TYPE_NUMBER, NUM_QWORD));
-        out.extend_from_slice(&v.to_le_bytes());
-    } else if v < 0 {
-        out.push(combine(TYPE_NUMBER, NUM_DWORD));
-        out.extend_from_slice(&(v as i32).to_le_bytes());
-    } else if v < 0x100 {
-        out.push(combine(TYPE_NUMBER, NUM_BYTE));
-        out.push(v as u8);
-    } else if v < 0x10000 {
-        out.push(combine(TYPE_NUMBER, NUM_WORD));
-        out.extend_from_slice(&(v as u16).to_le_bytes());
-    } else {
-        out.push(combine(TYPE_NUMBER, NUM_DWORD));
-        out.extend_from_slice(&(v as u32).to_le_bytes());
-    }
+    crate::seri::encode_integer_into(out, v);
 }
 
-/// Appends `skynet.pack(s)` for one string.
+/// Appends `skynet.pack(s)` for one string (delegates to `crate::seri`). Names and
+/// payloads the engine packs are far below seri's 4 GiB string limit.
+#[inline]
 pub fn pack_str(out: &mut Vec<u8>, s: &[u8]) {
-    let len = s.len();
-    if len < MAX_COOKIE {
-        out.push(combine(TYPE_SHORT_STRING, len as u8));
-    } else if len < 0x10000 {
-        out.push(combine(TYPE_LONG_STRING, 2));
-        out.extend_from_slice(&(len as u16).to_le_bytes());
-    } else {
-        out.push(combine(TYPE_LONG_STRING, 4));
-        out.extend_from_slice(&(len as u32).to_le_bytes());
-    }
-    out.extend_from_slice(s);
+    crate::seri::encode_str_into(out, s).expect("string below 4 GiB");
 }
 
 /// Reads one packed string at the start of `b`: `(string, bytes used)`.

@@ -1,0 +1,384 @@
+//! Faults: link drops, reconnect and backoff, one connect at a time, garbage and oversize
+//! frames, bounded queues, keepalive, reload reports, peers killed mid multi-part.
+//! Fake peers are plain blocking std sockets speaking frames through `wire`.
+
+mod engine_util;
+use engine_util::*;
+use skynet_cluster::engine::{Address, CallError, CallOpts, Config, NodeAddr, Node};
+use skynet_cluster::wire;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    let mut b = vec![0u8; u16::from_be_bytes(h) as usize];
+    s.read_exact(&mut b).ok()?;
+    Some(b)
+}
+
+/// Reads one whole request (single or multi-part) and returns its session.
+fn read_request(s: &mut TcpStream) -> Option<u32> {
+    loop {
+        let f = read_frame(s)?;
+        match wire::decode_request(&f).unwrap() {
+            wire::Request::Single { session, .. } => return Some(session),
+            wire::Request::Part { session, last: true, .. } => return Some(session),
+            _ => {}
+        }
+    }
+}
+
+fn respond(s: &mut TcpStream, session: u32, payload: &[u8]) {
+    let mut out = Vec::new();
+    wire::encode_response(&mut out, session, Ok(payload)).unwrap();
+    s.write_all(&out).unwrap();
+}
+
+fn guard(s: &TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+}
+
+#[test]
+fn link_drop_fails_all_pending_at_once_then_reconnects_on_next_use() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let c = client(Config::default(), &addr);
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..5 {
+        let tx = tx.clone();
+        c.call_with("srv", Address::Id(1), b"x", CallOpts::default(), move |r| tx.send(r.err()).unwrap()).unwrap();
+    }
+    let h = c.handle();
+    let blocking = std::thread::spawn(move || h.call("srv", Address::Id(1), &pattern(70000, 1), None));
+    let (mut s, _) = l.accept().unwrap();
+    guard(&s);
+    for _ in 0..6 {
+        read_request(&mut s).unwrap();
+    }
+    drop(s); // the peer dies with 6 calls pending
+    for _ in 0..5 {
+        match rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+            Some(CallError::LinkDown(why)) => assert!(why.contains("peer closed"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(blocking.join().unwrap(), Err(CallError::LinkDown(_))));
+    // Next use reconnects (no backoff after a link that was up), sessions keep counting.
+    let h = c.handle();
+    let t = std::thread::spawn(move || h.call("srv", Address::Id(1), b"again", None));
+    let (mut s, _) = l.accept().unwrap();
+    guard(&s);
+    let session = read_request(&mut s).unwrap();
+    assert_eq!(session, 7);
+    respond(&mut s, session, b"back");
+    assert_eq!(t.join().unwrap().unwrap(), b"back");
+    let st = c.stats("srv").unwrap();
+    assert_eq!((st.connects, st.drops), (2, 1));
+}
+
+#[test]
+fn connect_failure_backs_off_and_reload_resets_it() {
+    // A port with nothing listening.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let cfg = Config { backoff_min: Duration::from_secs(3600), ..Config::default() };
+    let c = client(cfg, &dead_addr);
+    match c.call("srv", Address::Id(1), b"", GUARD) {
+        Err(CallError::LinkDown(w)) | Err(CallError::ConnectFailed(w)) => assert!(w.contains("connect"), "{w}"),
+        other => panic!("{other:?}"),
+    }
+    // Within the backoff: fails at once without a new attempt.
+    match c.call("srv", Address::Id(1), b"", GUARD) {
+        Err(CallError::ConnectFailed(w)) => assert!(w.contains("next attempt"), "{w}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(c.push("srv", Address::Id(1), b"").is_err());
+    assert_eq!(c.stats("srv").unwrap().connects, 0);
+    // A reload to a live address resets the backoff.
+    let (_s, addr, _) = server(Config::default());
+    let rep = c.reload(&[("srv", Some(&addr))]);
+    assert!(rep.nodes[0].changed);
+    assert_eq!(c.call("srv", Address::Id(ECHO), b"ok", GUARD).unwrap(), b"ok");
+}
+
+#[test]
+fn at_most_one_connect_attempt_per_node() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let c = client(Config::default(), &addr);
+    let (tx, rx) = mpsc::channel();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let h = c.handle();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for j in 0..4u8 {
+                    let tx = tx.clone();
+                    h.call_with("srv", Address::Id(1), &[i, j], CallOpts::default(), move |r| {
+                        tx.send(r.unwrap().into_vec()).unwrap()
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // All 32 calls were queued on one connection.
+    let (mut s, _) = l.accept().unwrap();
+    guard(&s);
+    for _ in 0..32 {
+        let f = read_frame(&mut s).unwrap();
+        let wire::Request::Single { session, payload, .. } = wire::decode_request(&f).unwrap() else { panic!() };
+        let p = payload.to_vec();
+        respond(&mut s, session, &p);
+    }
+    let mut got: Vec<Vec<u8>> = (0..32).map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap()).collect();
+    got.sort();
+    assert_eq!(got.len(), 32);
+    l.set_nonblocking(true).unwrap();
+    assert!(l.accept().is_err(), "a second connection was opened");
+    assert_eq!(c.stats("srv").unwrap().connects, 1);
+}
+
+#[test]
+fn garbage_response_drops_only_that_link() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bad = l.local_addr().unwrap().to_string();
+    let (_s, good, _) = server(Config::default());
+    let c = Node::new(Config::default()).unwrap();
+    c.reload(&[("bad", Some(&bad)), ("good", Some(&good))]);
+    assert_eq!(c.call("good", Address::Id(ECHO), b"1", GUARD).unwrap(), b"1");
+    let h = c.handle();
+    let t = std::thread::spawn(move || h.call("bad", Address::Id(1), b"x", GUARD));
+    let (mut s, _) = l.accept().unwrap();
+    guard(&s);
+    read_request(&mut s).unwrap();
+    s.write_all(&[0, 5, 1, 0, 0, 0, 9]).unwrap(); // response type 9: garbage
+    match t.join().unwrap() {
+        Err(CallError::LinkDown(w)) => assert!(w.contains("bad response frame"), "{w}"),
+        other => panic!("{other:?}"),
+    }
+    let mut b = [0u8; 1];
+    assert_eq!(s.read(&mut b).unwrap(), 0, "our side closed the socket");
+    assert_eq!(c.call("good", Address::Id(ECHO), b"2", GUARD).unwrap(), b"2");
+    assert_eq!(c.stats("good").unwrap().drops, 0);
+}
+
+#[test]
+fn garbage_and_oversize_requests_drop_only_that_link() {
+    let (srv, addr, _) = server(Config { max_message: 1 << 20, ..Config::default() });
+    let c = client(Config::default(), &addr);
+    assert_eq!(c.call("srv", Address::Id(ECHO), b"a", GUARD).unwrap(), b"a");
+    // Unknown request type.
+    let mut raw = TcpStream::connect(&addr).unwrap();
+    guard(&raw);
+    raw.write_all(&[0, 3, 0x05, 1, 2]).unwrap();
+    let mut b = [0u8; 16];
+    assert_eq!(raw.read(&mut b).unwrap(), 0);
+    // A multi-part header above max_message.
+    let mut raw = TcpStream::connect(&addr).unwrap();
+    guard(&raw);
+    let mut out = Vec::new();
+    wire::encode_multi_header(&mut out, wire::Address::Id(1), 1, 2 << 20, wire::RequestKind::Call).unwrap();
+    raw.write_all(&out).unwrap();
+    assert_eq!(raw.read(&mut b).unwrap(), 0);
+    // A part for a session that never had a header.
+    let mut raw = TcpStream::connect(&addr).unwrap();
+    guard(&raw);
+    let mut out = Vec::new();
+    wire::encode_request_part(&mut out, 77, b"zz", false);
+    raw.write_all(&out).unwrap();
+    assert_eq!(raw.read(&mut b).unwrap(), 0);
+    // The well-behaved link never noticed.
+    assert_eq!(c.call("srv", Address::Id(ECHO), b"b", GUARD).unwrap(), b"b");
+    assert_eq!(c.stats("srv").unwrap().drops, 0);
+    wait_until(|| srv.inbound_stats().drops == 3);
+}
+
+#[test]
+fn oversize_multipart_response_drops_the_link() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let c = client(Config { max_message: 100_000, ..Config::default() }, &addr);
+    let h = c.handle();
+    let t = std::thread::spawn(move || h.call("srv", Address::Id(1), b"x", GUARD));
+    let (mut s, _) = l.accept().unwrap();
+    guard(&s);
+    let session = read_request(&mut s).unwrap();
+    let mut out = Vec::new();
+    wire::encode_response_begin(&mut out, session, 200_000);
+    s.write_all(&out).unwrap();
+    match t.join().unwrap() {
+        Err(CallError::LinkDown(w)) => assert!(w.contains("200000"), "{w}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn peer_killed_mid_multipart_both_directions() {
+    // Our client, a server that dies after half an answer.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let c = client(Config::default(), &addr);
+    let h = c.handle();
+    let t = std::thread::spawn(move || h.call("srv", Address::Id(1), b"x", None));
+    let (mut s, _) = l.accept().unwrap();
+    guard(&s);
+    let session = read_request(&mut s).unwrap();
+    let mut out = Vec::new();
+    wire::encode_response_begin(&mut out, session, 100_000);
+    wire::encode_response_part(&mut out, session, &[1u8; wire::MULTI_PART], false);
+    s.write_all(&out).unwrap();
+    drop(s);
+    assert!(matches!(t.join().unwrap(), Err(CallError::LinkDown(_))));
+    // Our server, a client that dies after half a request: the link is dropped and freed,
+    // the server keeps serving.
+    let (srv, saddr, _) = server(Config::default());
+    let mut raw = TcpStream::connect(&saddr).unwrap();
+    let mut out = Vec::new();
+    wire::encode_multi_header(&mut out, wire::Address::Id(ECHO), 1, 100_000, wire::RequestKind::Call).unwrap();
+    wire::encode_request_part(&mut out, 1, &[2u8; wire::MULTI_PART], false);
+    raw.write_all(&out).unwrap();
+    drop(raw);
+    wait_until(|| srv.inbound_stats().drops == 1);
+    let c2 = client(Config::default(), &saddr);
+    assert_eq!(c2.call("srv", Address::Id(ECHO), &pattern(100_000, 3), GUARD).unwrap(), pattern(100_000, 3));
+}
+
+#[test]
+fn bounded_send_queue_gives_overloaded() {
+    // A peer that accepts and never reads: TCP fills, then our queue, then Overloaded.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let cfg = Config { max_send_queue: 256 << 10, ..Config::default() };
+    let c = client(cfg, &addr);
+    // Connect first so pushes go to the socket.
+    let h = c.handle();
+    let t = std::thread::spawn(move || h.call("srv", Address::Id(1), b"hello", GUARD));
+    let (mut s, _) = l.accept().unwrap();
+    guard(&s);
+    let session = read_request(&mut s).unwrap();
+    respond(&mut s, session, b"hi");
+    t.join().unwrap().unwrap();
+    let chunk = pattern(60_000, 1);
+    let mut sent = 0usize;
+    let result = loop {
+        match c.push("srv", Address::Id(1), &chunk) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 100_000, "never overloaded");
+    };
+    assert_eq!(result, CallError::Overloaded);
+    assert!(matches!(c.call("srv", Address::Id(1), b"", GUARD), Err(CallError::Overloaded)));
+    drop(s);
+}
+
+#[test]
+fn slow_host_pauses_reading_and_memory_stays_bounded() {
+    let (srv, addr, seen) = server(Config { max_inflight: 8, ..Config::default() });
+    let c = client(Config::default(), &addr);
+    const N: usize = 6000; // ~ 700 KiB of requests: more than one read chunk
+    let (tx, rx) = mpsc::channel();
+    c.batch(|| {
+        for i in 0..N {
+            let tx = tx.clone();
+            c.call_with("srv", Address::Id(HOLD), &pattern(100, i as u8), CallOpts::default(), move |r| {
+                tx.send(r.is_ok()).unwrap()
+            })
+            .unwrap();
+        }
+    });
+    let mut done = 0;
+    let mut max_held = 0;
+    while done < N {
+        let held: Vec<_> = std::mem::take(&mut *seen.held.lock());
+        max_held = max_held.max(held.len());
+        for r in held {
+            r.ok(b"k");
+        }
+        while let Ok(ok) = rx.try_recv() {
+            assert!(ok);
+            done += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(max_held < N, "the server read everything despite max_inflight");
+    assert_eq!(srv.inbound_stats().calls, N as u64);
+}
+
+#[test]
+fn keepalive_and_nodelay_on_our_sockets() {
+    let (_s, addr, _) = server(Config::default());
+    let c = client(Config::default(), &addr);
+    c.call("srv", Address::Id(ECHO), b"", GUARD).unwrap();
+    assert_eq!(c.link_sockopts("srv"), Some((true, true)));
+    let c2 = client(Config { keepalive: None, ..Config::default() }, &addr);
+    c2.call("srv", Address::Id(ECHO), b"", GUARD).unwrap();
+    assert_eq!(c2.link_sockopts("srv"), Some((true, false)));
+    // The accepted side: the kernel shows an armed keepalive timer (tr 2) for the server's
+    // socket of the first link, in /proc/net/tcp.
+    let port = addr.rsplit(':').next().unwrap();
+    let port_hex = format!("{:04X}", port.parse::<u16>().unwrap());
+    // Unacked data shows a retransmit timer instead, so look until the links are quiet.
+    wait_until(|| {
+        let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let armed = tcp
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f[1].ends_with(&format!(":{port_hex}")) && f[3] == "01" && f[5].starts_with("02:")
+            })
+            .count();
+        armed >= 2
+    });
+}
+
+#[test]
+fn reload_reports_changes_and_link_state() {
+    let (_s1, a1, _) = server(Config::default());
+    let (_s2, a2, _) = server(Config::default());
+    let c = client(Config::default(), &a1);
+    c.call("srv", Address::Id(ECHO), b"", GUARD).unwrap();
+    let r = c.reload(&[("srv", Some(&a1)), ("other", None)]);
+    assert_eq!(r.nodes.len(), 2);
+    assert!(!r.nodes[0].changed && r.nodes[0].link_up);
+    assert!(r.nodes[1].changed && !r.nodes[1].link_up && r.nodes[1].new == NodeAddr::Down);
+    assert!(matches!(c.call("other", Address::Id(ECHO), b"", GUARD), Err(CallError::NodeDown(_))));
+    // A pending call on a link whose address changes fails at once.
+    let (tx, rx) = mpsc::channel();
+    c.call_with("srv", Address::Id(HOLD), b"", CallOpts::default(), move |r| tx.send(r.err()).unwrap()).unwrap();
+    let before = c.next_session("srv").unwrap();
+    let r = c.reload(&[("srv", Some(&a2))]);
+    assert!(r.nodes[0].changed && !r.nodes[0].link_up);
+    assert_eq!(r.changed().count(), 1);
+    assert!(matches!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), Some(CallError::LinkDown(_))));
+    assert_eq!(c.call("srv", Address::Id(ECHO), b"new", GUARD).unwrap(), b"new");
+    assert_eq!(c.next_session("srv").unwrap(), before + 1, "sessions continue across links");
+    assert!(c.link_up("srv"));
+}
+
+#[test]
+fn absent_node_waits_for_reload_or_fails_with_nowaiting() {
+    let (_s, addr, _) = server(Config::default());
+    let c = Node::new(Config::default()).unwrap();
+    // Non-blocking forms never wait.
+    assert_eq!(c.push("later", Address::Id(ECHO), b""), Err(CallError::NodeAbsent("later".into())));
+    let h = c.handle();
+    let t = std::thread::spawn(move || h.call("later", Address::Id(ECHO), b"waited", GUARD));
+    // Whether the caller is already waiting or not, the reload lets it through.
+    c.reload(&[("later", Some(&addr))]);
+    assert_eq!(t.join().unwrap().unwrap(), b"waited");
+    // Bounded wait: the timeout applies.
+    assert_eq!(c.call("never", Address::Id(ECHO), b"", Some(Duration::from_millis(30))), Err(CallError::Timeout));
+    c.set_nowaiting(true);
+    assert_eq!(c.call("never", Address::Id(ECHO), b"", GUARD), Err(CallError::NodeAbsent("never".into())));
+    assert_eq!(CallError::NodeAbsent("never".into()).to_string(), "cluster node [never] is absent.");
+}
