@@ -26,6 +26,10 @@ local core = require "skynet.cluster.core"
 local cases = dofile(golden_path)
 
 local leak_per_case = os.getenv("SKC_LEAK_PER_CASE") == "1" and testmsg.leaked() ~= nil
+if os.getenv("SKC_LEAK_PER_CASE") == "1" and not leak_per_case then
+    print("replay_core: per-case leak counts unavailable (not under valgrind, or testmsg.so was built"
+        .. " without valgrind/memcheck.h); rely on valgrind's final report")
+end
 
 -------------------------------------------------------------------------------------------------
 -- Ownership of the lightuserdata buffers the harness passes in (golden README, "Which stock
