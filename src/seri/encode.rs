@@ -51,11 +51,15 @@ pub fn encode_integer_into(out: &mut Vec<u8>, v: i64) {
 }
 
 /// Append one string, packed alone (the same bytes as `encode(&[Value::String(s.to_vec())])`),
-/// without building a [`Value`]. Fails only for strings over [`MAX_STRING_LEN`].
+/// without building a [`Value`]. Fails only for strings over [`MAX_STRING_LEN`] (or whose message
+/// would exceed [`MAX_PACK_SIZE`] with its 5-byte header).
 #[inline]
 pub fn encode_str_into(out: &mut Vec<u8>, s: &[u8]) -> Result<(), EncodeError> {
     if s.len() > MAX_STRING_LEN {
         return Err(EncodeError::StringTooLong { len: s.len() });
+    }
+    if s.len() > MAX_PACK_SIZE - 5 {
+        return Err(EncodeError::MessageTooLarge { len: s.len() + 5 });
     }
     write_string(out, s);
     Ok(())

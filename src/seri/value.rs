@@ -92,6 +92,20 @@ impl Table {
     }
 }
 
+impl FromIterator<Value> for Table {
+    /// A table with only an array part.
+    fn from_iter<I: IntoIterator<Item = Value>>(iter: I) -> Self {
+        Table::from_array(iter.into_iter().collect())
+    }
+}
+
+impl FromIterator<(Value, Value)> for Table {
+    /// A table with only a hash part, pairs in iteration order.
+    fn from_iter<I: IntoIterator<Item = (Value, Value)>>(iter: I) -> Self {
+        Table::from_pairs(iter.into_iter().collect())
+    }
+}
+
 /// A float key with an exact integer value becomes that integer key in Lua.
 fn real_as_int_key(f: f64) -> Option<i64> {
     if f.fract() == 0.0 && f >= -9_223_372_036_854_775_808.0 && f < 9_223_372_036_854_775_808.0 {
