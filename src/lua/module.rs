@@ -485,6 +485,11 @@ unsafe fn lappend_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // malloc, owned by us from here on (the caller's contract, as in stock).
     unsafe {
         if (api.lua_type)(l, 1) != LUA_TTABLE {
+            // Stock raises here without freeing a lightuserdata argument (a leak); the
+            // buffer was handed to us, so free it first.
+            if (api.lua_type)(l, 2) == LUA_TLIGHTUSERDATA {
+                free_message((api.lua_touserdata)(l, 2));
+            }
             return Err(Raise::CheckTable(1));
         }
         let n = (api.lua_rawlen)(l, 1) as c_int as lua_Integer;
