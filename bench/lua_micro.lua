@@ -5,7 +5,8 @@
 --   LUA_DIR        directory holding testmsg.so (test helper that makes lightuserdata messages)
 --   STOCK_CORE_SO  optional (or env STOCK_CORE_SO): stock lua-cluster.c built as a Lua C module for
 --                  this interpreter's version, to time it side by side. Never built by this repo.
--- Env: BENCH_SECONDS (default 0.3): CPU time per measurement; the best of 3 measurements is kept.
+-- Env: BENCH_SECONDS (default 0.3): CPU time per measurement; BENCH_ROUNDS (default 5): measurements
+-- per module, alternating ours and stock; the best of each is kept.
 --
 -- Prints ns/op (os.clock CPU time) per function. Where a loop needs a fresh malloc'ed message per
 -- iteration (the function frees it) or frees a returned one, that helper cost is included, the
@@ -27,27 +28,38 @@ end
 
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "") or 0.3
 
-local function measure(fn, core)
+-- Iterations for about SECONDS of CPU time per measurement.
+local function calibrate(fn, core)
     local n = 64
     while true do
         local t0 = os.clock()
         fn(core, n)
         local dt = os.clock() - t0
-        if dt >= 0.02 then
-            n = math.max(n, math.floor(n * SECONDS / dt))
-            break
-        end
+        if dt >= 0.02 then return math.max(n, math.floor(n * SECONDS / dt)) end
         n = n * 4
     end
-    local best = math.huge
-    for _ = 1, 3 do
-        collectgarbage("collect")
-        local t0 = os.clock()
-        fn(core, n)
-        local dt = os.clock() - t0
-        if dt < best then best = dt end
+end
+
+local function once(fn, core, n)
+    collectgarbage("collect")
+    local t0 = os.clock()
+    fn(core, n)
+    return (os.clock() - t0) / n * 1e9
+end
+
+-- ROUNDS measurements per module, alternating ours and stock so that both see the same machine
+-- load; the best (lowest) of each is kept.
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 5
+local function measure(fn, mods)
+    local n = calibrate(fn, mods[1])
+    local best = {}
+    for _ = 1, ROUNDS do
+        for i, m in ipairs(mods) do
+            local t = once(fn, m, n)
+            if not best[i] or t < best[i] then best[i] = t end
+        end
     end
-    return best / n * 1e9
+    return best
 end
 
 local function bytes(n, seed)
@@ -162,14 +174,14 @@ else
     print("lua_micro: stock module not given (STOCK_CORE_SO=/path/to/stock/core.so to compare)")
 end
 print(string.format("%-38s %12s %12s %8s", "function", "ours ns/op", stock and "stock ns/op" or "", stock and "stock/ours" or ""))
+local mods = { ours, stock }
 for _, b in ipairs(benches) do
     local name, fn = b[1], b[2]
-    local a = measure(fn, ours)
+    local r = measure(fn, mods)
     if stock then
-        local s = measure(fn, stock)
-        print(string.format("%-38s %12.1f %12.1f %8.2f", name, a, s, s / a))
+        print(string.format("%-38s %12.1f %12.1f %8.2f", name, r[1], r[2], r[2] / r[1]))
     else
-        print(string.format("%-38s %12.1f", name, a))
+        print(string.format("%-38s %12.1f", name, r[1]))
     end
 end
 if testmsg.live() ~= 0 then print("lua_micro: warning: " .. testmsg.live() .. " helper buffers not accounted for") end
