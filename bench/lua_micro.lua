@@ -6,7 +6,8 @@
 --   STOCK_CORE_SO  optional (or env STOCK_CORE_SO): stock lua-cluster.c built as a Lua C module for
 --                  this interpreter's version, to time it side by side. Never built by this repo.
 -- Env: BENCH_SECONDS (default 0.3): CPU time per measurement; BENCH_ROUNDS (default 5): measurements
--- per module, alternating ours and stock; the best of each is kept.
+-- per module, alternating ours and stock; the best of each is kept. For profiling (e.g. under
+-- callgrind): BENCH_ONLY=<substring of a row name>, BENCH_N=<fixed iterations>, BENCH_ROUNDS=1.
 --
 -- Prints ns/op (os.clock CPU time) per function. Where a loop needs a fresh malloc'ed message per
 -- iteration (the function frees it) or frees a returned one, that helper cost is included, the
@@ -50,8 +51,9 @@ end
 -- ROUNDS measurements per module, alternating ours and stock so that both see the same machine
 -- load; the best (lowest) of each is kept.
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "") or 5
+local FIXED_N = tonumber(os.getenv("BENCH_N") or "")
 local function measure(fn, mods)
-    local n = calibrate(fn, mods[1])
+    local n = FIXED_N or calibrate(fn, mods[1])
     local best = {}
     for _ = 1, ROUNDS do
         for i, m in ipairs(mods) do
@@ -175,13 +177,16 @@ else
 end
 print(string.format("%-38s %12s %12s %8s", "function", "ours ns/op", stock and "stock ns/op" or "", stock and "stock/ours" or ""))
 local mods = { ours, stock }
+local only = os.getenv("BENCH_ONLY")
 for _, b in ipairs(benches) do
     local name, fn = b[1], b[2]
+    if only and not name:find(only, 1, true) then goto next end
     local r = measure(fn, mods)
     if stock then
         print(string.format("%-38s %12.1f %12.1f %8.2f", name, r[1], r[2], r[2] / r[1]))
     else
         print(string.format("%-38s %12.1f", name, r[1]))
     end
+    ::next::
 end
 if testmsg.live() ~= 0 then print("lua_micro: warning: " .. testmsg.live() .. " helper buffers not accounted for") end
