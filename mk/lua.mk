@@ -65,13 +65,16 @@ $(GOLDEN_LUA): tools/golden_to_lua.py $(wildcard $(SKC_GOLDEN)/core.jsonl)
 LUA_REPLAY_DEPS := lua-need-54 lua-module $(TESTMSG_SO) $(GOLDEN_LUA)
 
 # Both interpreters always run, so one report shows both; the target fails if either failed.
+# tests/lua/roundtrip.lua adds pack -> unpack (-> append/concat) round trips beyond the golden.
 test-lua: $(LUA_REPLAY_DEPS) $(LUA55)
-	@rc=0; \
-	echo "== golden replay: $(LUA54)"; $(LUA54) tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR) || rc=1; \
-	echo "== golden replay: $(LUA55)"; $(LUA55) tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR) || rc=1; \
+	@rc=0; for host in $(LUA54) $(LUA55); do \
+	  echo "== golden replay and round trips: $$host"; \
+	  $$host tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR) || rc=1; \
+	  $$host tests/lua/roundtrip.lua $(LUA_DIR) || rc=1; \
+	done; \
 	if [ $$rc -ne 0 ]; then echo "test-lua: FAILED"; exit 1; fi; echo "test-lua: passed in Lua 5.4 and 5.5"
 
-# The full golden set under memcheck, in lua5.4 and in lua55 (about 30 + 20 s here). No
+# The round trips and the full golden set under memcheck, in lua5.4 and in lua55 (about 60 s here). No
 # suppressions: every definite/indirect leak and every memory error fails, whoever made it
 # (tests/lua/README.md). On failure the replay runs again with SKC_LEAK_PER_CASE=1: testmsg.so asks
 # valgrind for a leak count after every case (client requests) and the replay names the cases
@@ -79,7 +82,8 @@ test-lua: $(LUA_REPLAY_DEPS) $(LUA55)
 test-lua-leak: $(LUA_REPLAY_DEPS) $(LUA55)
 	@command -v $(VALGRIND) >/dev/null 2>&1 || { echo "ERROR: valgrind not found: install the valgrind package (.ci/run does)"; exit 1; }
 	@rc=0; for host in $(LUA54) $(LUA55); do \
-	  echo "== golden replay under valgrind: $$host"; \
+	  echo "== round trips and golden replay under valgrind: $$host"; \
+	  $(VALGRIND) $(VALGRIND_FLAGS) -q $$host tests/lua/roundtrip.lua $(LUA_DIR) || rc=1; \
 	  $(VALGRIND) $(VALGRIND_FLAGS) $$host tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR) && continue; \
 	  rc=1; log=$(BUILD)/valgrind-per-case-$$(basename $$host).log; \
 	  echo "test-lua-leak: FAILED in $$host; replaying again with a leak count after every case:"; \
