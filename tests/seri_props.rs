@@ -67,7 +67,10 @@ fn value() -> impl Strategy<Value = Value> {
 fn nest(levels: usize, inner: Table) -> Value {
     let mut v = Value::Table(inner);
     for _ in 1..levels {
-        v = Value::Table(Table { array: vec![], hash: vec![("k".into(), v)] });
+        v = Value::Table(Table {
+            array: vec![],
+            hash: vec![("k".into(), v)],
+        });
     }
     v
 }

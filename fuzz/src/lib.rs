@@ -11,17 +11,28 @@ pub fn check_decode(data: &[u8]) -> Outcome {
             Ok(again) => {
                 let back = decode(&again).expect("re-encoded bytes must decode");
                 assert!(back == values, "decode(encode(decode(x))) != decode(x)");
-                Outcome::Ok { values: values.len(), shape: shape(&values) }
+                Outcome::Ok {
+                    values: values.len(),
+                    shape: shape(&values),
+                }
             }
-            Err(EncodeError::TooDeep { .. }) => {
-                Outcome::Ok { values: values.len(), shape: shape(&values) | 1 << 31 }
-            }
+            Err(EncodeError::TooDeep { .. }) => Outcome::Ok {
+                values: values.len(),
+                shape: shape(&values) | 1 << 31,
+            },
             Err(e) => panic!("decoded values do not re-encode: {e}"),
         },
         Err(e) => {
-            assert_eq!(e.offset() + e.remaining(), data.len(), "error position outside input");
+            assert_eq!(
+                e.offset() + e.remaining(),
+                data.len(),
+                "error position outside input"
+            );
             assert!(!e.to_string().is_empty());
-            Outcome::Err { kind: std::mem::discriminant(&e), offset: e.offset() }
+            Outcome::Err {
+                kind: std::mem::discriminant(&e),
+                offset: e.offset(),
+            }
         }
     }
 }
@@ -31,7 +42,10 @@ pub fn check_decode(data: &[u8]) -> Outcome {
 pub enum Outcome {
     /// `shape`: which kinds of values occur (bits 0..7) and the deepest nesting (bits 8..).
     Ok { values: usize, shape: u32 },
-    Err { kind: std::mem::Discriminant<skynet_cluster::seri::DecodeError>, offset: usize },
+    Err {
+        kind: std::mem::Discriminant<skynet_cluster::seri::DecodeError>,
+        offset: usize,
+    },
 }
 
 fn shape(values: &[Value]) -> u32 {

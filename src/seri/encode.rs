@@ -2,9 +2,9 @@
 
 use super::{
     combine, EncodeError, Table, Value, MAX_ARRAY_LEN, MAX_COOKIE, MAX_DEPTH, MAX_PACK_SIZE,
-    MAX_STRING_LEN, NUMBER_BYTE, NUMBER_DWORD, NUMBER_QWORD, NUMBER_REAL, NUMBER_WORD,
-    NUMBER_ZERO, TYPE_BOOLEAN, TYPE_LONG_STRING, TYPE_NIL, TYPE_NUMBER, TYPE_SHORT_STRING,
-    TYPE_TABLE, TYPE_USERDATA,
+    MAX_STRING_LEN, NUMBER_BYTE, NUMBER_DWORD, NUMBER_QWORD, NUMBER_REAL, NUMBER_WORD, NUMBER_ZERO,
+    TYPE_BOOLEAN, TYPE_LONG_STRING, TYPE_NIL, TYPE_NUMBER, TYPE_SHORT_STRING, TYPE_TABLE,
+    TYPE_USERDATA,
 };
 
 /// Pack `values` as one message, like `skynet.pack(v1, v2, ...)`.
@@ -29,14 +29,17 @@ pub fn encode_into(out: &mut Vec<u8>, values: &[Value]) -> Result<(), EncodeErro
         _ => {}
     }
     let start = out.len();
-    let result = values.iter().try_for_each(|v| write_value(out, v, 0)).and_then(|()| {
-        let len = out.len() - start;
-        if len > MAX_PACK_SIZE {
-            Err(EncodeError::MessageTooLarge { len })
-        } else {
-            Ok(())
-        }
-    });
+    let result = values
+        .iter()
+        .try_for_each(|v| write_value(out, v, 0))
+        .and_then(|()| {
+            let len = out.len() - start;
+            if len > MAX_PACK_SIZE {
+                Err(EncodeError::MessageTooLarge { len })
+            } else {
+                Ok(())
+            }
+        });
     if result.is_err() {
         out.truncate(start);
     }
@@ -75,7 +78,7 @@ fn write_integer(out: &mut Vec<u8>, v: i64) {
         out.reserve(9);
         out.push(combine(TYPE_NUMBER, NUMBER_QWORD));
         out.extend_from_slice(&v.to_le_bytes());
-    } else if v < 0 || v >= 0x10000 {
+    } else if !(0..0x10000).contains(&v) {
         out.reserve(5);
         out.push(combine(TYPE_NUMBER, NUMBER_DWORD));
         out.extend_from_slice(&(v as i32).to_le_bytes());

@@ -42,11 +42,24 @@ impl Rng {
 }
 
 const INTERESTING_BYTES: &[u8] = &[
-    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0e, 0x12, 0x15, 0x1d,
-    0x22, 0x25, 0x2a, 0x32, 0x3a, 0x42, 0x4a, 0x7f, 0x80, 0xf6, 0xfc, 0xfe, 0xff,
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0e, 0x12, 0x15, 0x1d, 0x22,
+    0x25, 0x2a, 0x32, 0x3a, 0x42, 0x4a, 0x7f, 0x80, 0xf6, 0xfc, 0xfe, 0xff,
 ];
-const INTERESTING_WORDS: &[u32] =
-    &[0, 1, 30, 31, 32, 0xff, 0x100, 0x7fff, 0xffff, 0x10000, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff];
+const INTERESTING_WORDS: &[u32] = &[
+    0,
+    1,
+    30,
+    31,
+    32,
+    0xff,
+    0x100,
+    0x7fff,
+    0xffff,
+    0x10000,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+];
 
 fn mutate(rng: &mut Rng, data: &mut Vec<u8>, corpus: &[Vec<u8>]) {
     let rounds = 1 + rng.below(6);
@@ -136,19 +149,47 @@ fn built_seeds() -> Vec<Vec<u8>> {
     let sets: Vec<Vec<Value>> = vec![
         vec![],
         vec![Value::Nil, true.into(), false.into()],
-        vec![0.into(), 1.into(), 300.into(), 70_000.into(), (-5).into(), Value::Integer(1 << 40)],
-        vec![1.5.into(), f64::NAN.into(), Value::LightUserdata(0xdead_beef)],
-        vec!["".into(), "short".into(), vec![b'x'; 31].into(), vec![b'y'; 32].into()],
+        vec![
+            0.into(),
+            1.into(),
+            300.into(),
+            70_000.into(),
+            (-5).into(),
+            Value::Integer(1 << 40),
+        ],
+        vec![
+            1.5.into(),
+            f64::NAN.into(),
+            Value::LightUserdata(0xdead_beef),
+        ],
+        vec![
+            "".into(),
+            "short".into(),
+            vec![b'x'; 31].into(),
+            vec![b'y'; 32].into(),
+        ],
         vec![vec![b'z'; 70_000].into()],
-        vec![Value::Table(Table::from_array((0..40).map(Value::from).collect()))],
+        vec![Value::Table(Table::from_array(
+            (0..40).map(Value::from).collect(),
+        ))],
         vec![Value::Table(Table {
             array: vec!["a".into(), Value::Nil, 3.into()],
-            hash: vec![("k".into(), "v".into()), (2.5.into(), true.into()), (true.into(), 0.into())],
+            hash: vec![
+                ("k".into(), "v".into()),
+                (2.5.into(), true.into()),
+                (true.into(), 0.into()),
+            ],
         })],
         vec![nested(8), nested(33)],
-        vec!["echo".into(), 42.into(), Value::Table(Table::from_pairs(vec![("x".into(), 1.into())]))],
+        vec![
+            "echo".into(),
+            42.into(),
+            Value::Table(Table::from_pairs(vec![("x".into(), 1.into())])),
+        ],
     ];
-    sets.iter().map(|s| encode(s).expect("seed encodes")).collect()
+    sets.iter()
+        .map(|s| encode(s).expect("seed encodes"))
+        .collect()
 }
 
 fn golden_seeds() -> Vec<Vec<u8>> {
@@ -156,12 +197,20 @@ fn golden_seeds() -> Vec<Vec<u8>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden"));
     let Ok(text) = std::fs::read_to_string(dir.join("seri.jsonl")) else {
-        eprintln!("fuzz_seri: no golden seri.jsonl under {}, built seeds only", dir.display());
+        eprintln!(
+            "fuzz_seri: no golden seri.jsonl under {}, built seeds only",
+            dir.display()
+        );
         return Vec::new();
     };
     let mut out = Vec::new();
     for line in text.lines() {
-        for key in ["\"hex\": \"", "\"hex\":\"", "\"unpack_hex\": \"", "\"unpack_hex\":\""] {
+        for key in [
+            "\"hex\": \"",
+            "\"hex\":\"",
+            "\"unpack_hex\": \"",
+            "\"unpack_hex\":\"",
+        ] {
             // Only the message-level fields (`hex` of a line, not of a typed value): these come
             // after the "values" array, so take the last occurrence.
             if let Some(p) = line.rfind(key) {
@@ -182,7 +231,12 @@ fn golden_seeds() -> Vec<Vec<u8>> {
 
 /// Coarse feedback: the outcome with offsets, counts and lengths bucketed by powers of two, so
 /// the corpus keeps inputs that reach new kinds of places rather than every new offset.
-type Signature = (u8, Option<std::mem::Discriminant<skynet_cluster::seri::DecodeError>>, u32, u32);
+type Signature = (
+    u8,
+    Option<std::mem::Discriminant<skynet_cluster::seri::DecodeError>>,
+    u32,
+    u32,
+);
 
 fn signature(outcome: Outcome, len: usize) -> Signature {
     let bucket = |n: usize| usize::BITS - n.leading_zeros();
@@ -194,10 +248,20 @@ fn signature(outcome: Outcome, len: usize) -> Signature {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let seconds: u64 = args.next().map(|s| s.parse().expect("SECONDS")).unwrap_or(60);
-    let seed: u64 = args.next().map(|s| s.parse().expect("SEED")).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    }) | 1;
+    let seconds: u64 = args
+        .next()
+        .map(|s| s.parse().expect("SECONDS"))
+        .unwrap_or(60);
+    let seed: u64 = args
+        .next()
+        .map(|s| s.parse().expect("SEED"))
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1;
     let mut rng = Rng(seed);
 
     let mut corpus = built_seeds();
@@ -249,7 +313,12 @@ fn main() {
                 let path = dir.join(format!("seri-crash-{execs}.bin"));
                 let _ = std::fs::write(&path, &input);
                 eprintln!("fuzz_seri: FAILURE after {execs} executions: {msg}");
-                eprintln!("input ({} bytes) saved to {}: {:02x?}", input.len(), path.display(), &input[..input.len().min(256)]);
+                eprintln!(
+                    "input ({} bytes) saved to {}: {:02x?}",
+                    input.len(),
+                    path.display(),
+                    &input[..input.len().min(256)]
+                );
                 std::process::exit(1);
             }
         }
