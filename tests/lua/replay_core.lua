@@ -393,8 +393,9 @@ end
 
 print(string.format("replay_core: %s, module %s, golden %s", _VERSION, core_file, golden_path))
 for _, f in ipairs(failures) do print(f) end
-if #wording_used > 0 then
-    print(string.format("%d cases accepted a known Lua 5.4 lauxlib wording: %s", #wording_used, table.concat(wording_used, ", ")))
+if not is55 then
+    print(string.format("%d cases accepted a known Lua 5.4 lauxlib wording (LAUXLIB_54_WORDING)%s", #wording_used,
+        #wording_used > 0 and (": " .. table.concat(wording_used, ", ")) or ""))
 end
 if leak_per_case then
     if #leaking > 0 then
