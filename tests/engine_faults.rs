@@ -37,6 +37,33 @@ fn respond(s: &mut TcpStream, session: u32, payload: &[u8]) {
     s.write_all(&out).unwrap();
 }
 
+/// A socket bound to a free loopback port but not listening: connects are refused.
+struct Fd(i32);
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: we own this descriptor and close it once.
+        unsafe { libc::close(self.0) };
+    }
+}
+fn bound_not_listening() -> (Fd, String) {
+    // SAFETY: plain socket calls on a descriptor we own; the sockaddr structs are valid
+    // for the sizes passed.
+    unsafe {
+        let fd = Fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0));
+        assert!(fd.0 >= 0);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd.0, &sa as *const _ as *const libc::sockaddr, len), 0);
+        let mut out: libc::sockaddr_in = std::mem::zeroed();
+        let mut olen = len;
+        assert_eq!(libc::getsockname(fd.0, &mut out as *mut _ as *mut libc::sockaddr, &mut olen), 0);
+        let port = u16::from_be(out.sin_port);
+        (fd, format!("127.0.0.1:{port}"))
+    }
+}
+
 fn guard(s: &TcpStream) {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
 }
@@ -81,10 +108,8 @@ fn link_drop_fails_all_pending_at_once_then_reconnects_on_next_use() {
 
 #[test]
 fn connect_failure_backs_off_and_reload_resets_it() {
-    // A port with nothing listening.
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap().to_string();
-    drop(dead);
+    // A port with nothing listening, held for the whole test so no parallel test gets it.
+    let (_hold, dead_addr) = bound_not_listening();
     let cfg = Config { backoff_min: Duration::from_secs(3600), ..Config::default() };
     let c = client(cfg, &dead_addr);
     match c.call("srv", Address::Id(1), b"", GUARD) {

@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::{self, Read as _};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,6 +27,13 @@ use std::time::{Duration, Instant};
 pub(crate) const WAKER: Token = Token(0);
 const SCRATCH: usize = 256 << 10;
 const NO_DEADLINE: u64 = u64::MAX;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    No,
+    Yes,
+    ToEnd,
+}
 
 pub(crate) enum Cmd {
     AddConn(Arc<Conn>),
@@ -162,9 +169,12 @@ impl IoLoop {
                         self.accept(t, &mut scratch);
                         continue;
                     }
-                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                    let hup = ev.is_read_closed() || ev.is_error();
+                    let readable = ev.is_readable() || hup;
                     let writable = ev.is_writable() || ev.is_error() || ev.is_write_closed();
-                    self.on_event(t, readable, writable, &mut scratch);
+                    // After a hang-up no further edge will come: read to the end.
+                    let read = if hup { Read::ToEnd } else if readable { Read::Yes } else { Read::No };
+                    self.on_event(t, read, writable, &mut scratch);
                 }
                 self.expire(&io);
                 stop
@@ -247,13 +257,13 @@ impl IoLoop {
                         Entry { conn, partial: Vec::new(), req_parts: None, resp_parts: None, trace: None },
                     );
                     // The first edge may have fired before we knew the token.
-                    self.on_event(t, true, true, scratch);
+                    self.on_event(t, Read::ToEnd, true, scratch);
                 }
                 Cmd::AddListener(t, l) => {
                     self.listeners.insert(t, l);
                     self.accept(t, scratch);
                 }
-                Cmd::Resume(t) => self.on_event(t, true, false, scratch),
+                Cmd::Resume(t) => self.on_event(t, Read::ToEnd, false, scratch),
                 Cmd::Close(t, why) => self.close(t, &why),
                 Cmd::Shutdown => stop = true,
             }
@@ -300,7 +310,7 @@ impl IoLoop {
                             trace: None,
                         },
                     );
-                    self.on_event(token, true, false, scratch);
+                    self.on_event(token, Read::ToEnd, false, scratch);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -325,7 +335,7 @@ impl IoLoop {
         }
     }
 
-    fn on_event(&mut self, t: Token, readable: bool, writable: bool, scratch: &mut Vec<u8>) {
+    fn on_event(&mut self, t: Token, read: Read, writable: bool, scratch: &mut Vec<u8>) {
         let Some(e) = self.conns.get(&t) else { return };
         let conn = e.conn.clone();
         if !conn.inbound {
@@ -360,16 +370,17 @@ impl IoLoop {
         } else if writable {
             conn.flush_or_report();
         }
-        if readable {
-            if let Err(why) = self.read(t, scratch) {
+        if read != Read::No {
+            if let Err(why) = self.read(t, scratch, read == Read::ToEnd) {
                 self.close(t, &why);
             }
         }
     }
 
     /// Reads until the socket is drained (or reading is paused), dispatching every complete
-    /// frame. `Err` closes the link.
-    fn read(&mut self, t: Token, scratch: &mut Vec<u8>) -> Result<(), String> {
+    /// frame. `Err` closes the link. Without `to_end`, a short read ends the loop (the
+    /// next arrival raises a new edge); with it, reading goes on to `WouldBlock` or EOF.
+    fn read(&mut self, t: Token, scratch: &mut Vec<u8>, to_end: bool) -> Result<(), String> {
         let inner = self.inner.clone();
         let Some(e) = self.conns.get_mut(&t) else { return Ok(()) };
         loop {
@@ -400,7 +411,7 @@ impl IoLoop {
                     st.paused = true;
                 }
             }
-            if n < room {
+            if n < room && !to_end {
                 // A short read drained the socket; epoll reports the next arrival.
                 return Ok(());
             }
