@@ -1,4 +1,48 @@
+//! `skynet-cluster`: run a node that serves `@echo`/`@sink`, or load-test one.
+//!
+//! Arguments are parsed by hand (src/bin/skynet-cluster/args.rs): two subcommands with a
+//! handful of flags do not justify clap's compile time and binary size, and the library
+//! crate stays free of CLI dependencies.
+
+#[path = "skynet-cluster/args.rs"]
+mod args;
+#[path = "skynet-cluster/bench.rs"]
+mod bench;
+#[path = "skynet-cluster/floor.rs"]
+mod floor;
+#[path = "skynet-cluster/procstat.rs"]
+mod procstat;
+#[path = "skynet-cluster/serve.rs"]
+mod serve;
+
+const USAGE: &str = "\
+skynet-cluster: skynet's cluster layer, native.
+
+USAGE:
+    skynet-cluster serve --listen HOST:PORT [--port-file PATH]
+    skynet-cluster bench [--connect HOST:PORT] [--size N] [--conc N] [--duration S] [--push] ...
+    skynet-cluster help | --help
+
+Run `skynet-cluster <subcommand> --help` for the flags of each subcommand.
+";
+
 fn main() {
-    eprintln!("skynet-cluster: no subcommands yet");
-    std::process::exit(2);
+    let mut argv = std::env::args().skip(1);
+    let code = match argv.next().as_deref() {
+        Some("serve") => serve::main(argv.collect()),
+        Some("bench") => bench::main(argv.collect()),
+        Some("help") | Some("--help") | Some("-h") => {
+            print!("{USAGE}");
+            0
+        }
+        Some(other) => {
+            eprintln!("skynet-cluster: unknown subcommand `{other}`\n\n{USAGE}");
+            2
+        }
+        None => {
+            eprint!("{USAGE}");
+            2
+        }
+    };
+    std::process::exit(code);
 }
