@@ -1,7 +1,8 @@
 //! The raw floor: plain blocking TCP over loopback with TCP_NODELAY, in-process threads,
 //! one `write` and one `read` per frame (a `read_exact`, so a frame larger than what the
 //! socket holds takes more than one read). Concurrency 1 is a strict ping-pong on one
-//! thread; concurrency N keeps N frames in flight with a writer and a reader thread.
+//! thread; concurrency N keeps N frames in flight, on the same thread when they fit in the
+//! socket buffers, else with a writer and a reader thread.
 
 use super::procstat::thread_cpu;
 use hdrhistogram::Histogram;
@@ -73,7 +74,31 @@ pub fn pingpong(frame: usize, conc: usize, dur: Duration) -> Floor {
         out.secs = t0.elapsed().as_secs_f64();
         out.cli_cpu = thread_cpu() - cpu0;
         drop(c);
+    } else if conc * frame <= 512 << 10 {
+        // Pipelined on one thread: the socket buffers hold every frame in flight, so the
+        // blocking writes cannot deadlock against the server's.
+        let cpu0 = thread_cpu();
+        let mut buf = vec![7u8; frame];
+        let mut times = VecDeque::with_capacity(conc);
+        for _ in 0..conc {
+            times.push_back(Instant::now());
+            c.write_all(&buf).unwrap();
+        }
+        while !times.is_empty() {
+            c.read_exact(&mut buf).unwrap();
+            let s = times.pop_front().unwrap();
+            let _ = out.hist.record(s.elapsed().as_micros().max(1) as u64);
+            out.calls += 1;
+            if t0.elapsed() < dur {
+                times.push_back(Instant::now());
+                c.write_all(&buf).unwrap();
+            }
+        }
+        out.secs = t0.elapsed().as_secs_f64();
+        out.cli_cpu = thread_cpu() - cpu0;
+        drop(c);
     } else {
+        // Too much in flight for the socket buffers: a writer and a reader thread.
         let times = Arc::new(Mutex::new(VecDeque::<Instant>::new()));
         let (permit_tx, permit_rx) = mpsc::sync_channel::<()>(conc);
         for _ in 0..conc {
