@@ -52,22 +52,21 @@ fn error(text: impl Into<Vec<u8>>) -> Raise {
 }
 
 type LuaResult = Result<c_int, Raise>;
-type Inner = unsafe fn(&LuaApi, *mut lua_State) -> LuaResult;
 
 /// The shim every exported function goes through: catches panics, then raises with no
 /// Rust value alive.
 ///
 /// # Safety
 /// `l` is the state Lua called us with; `f` honours the contract described in the module doc.
-unsafe fn run(l: *mut lua_State, f: Inner) -> c_int {
+#[inline(always)]
+unsafe fn run(l: *mut lua_State, f: impl FnOnce(&LuaApi, *mut lua_State) -> LuaResult) -> c_int {
     let Some(api) = API.get() else {
         // Unreachable: the functions are only reachable through the table luaopen built
         // after resolving the API. Without the API there is no way to raise.
         return 0;
     };
-    // SAFETY: `f` upholds its own contract; AssertUnwindSafe is fine because on a panic
-    // nothing observed by the closure is used again.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { f(api, l) }));
+    // AssertUnwindSafe: on a panic nothing the closure touched is used again.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(api, l)));
     let raise = match outcome {
         Ok(Ok(n)) => return n,
         Ok(Err(raise)) => raise,
@@ -115,17 +114,39 @@ unsafe fn raise_error(api: &LuaApi, l: *mut lua_State, raise: Raise) -> c_int {
     }
 }
 
-/// Builds one frame in stack scratch and pushes it as a Lua string.
+/// Frames up to this size are built in a small stack buffer, so the common tiny calls do
+/// not pay for touching (stack-probing) the 33 KiB scratch.
+const SMALL_FRAME: usize = 512;
+
+/// Builds one frame of at most `max_len` bytes in stack scratch and pushes it as a Lua string.
 ///
 /// # Safety
-/// `l` is valid with a free slot. The frame must fit in `TEMP_LENGTH` (else `write`
-/// panics, which `run` turns into a Lua error).
-#[inline]
-unsafe fn push_frame(api: &LuaApi, l: *mut lua_State, write: impl FnOnce(&mut &mut [MaybeUninit<u8>])) {
-    let mut buf = [MaybeUninit::<u8>::uninit(); TEMP_LENGTH];
+/// `l` is valid with a free slot. The frame must fit in `max_len` and `TEMP_LENGTH` (else
+/// `write` panics, which `run` turns into a Lua error).
+#[inline(always)]
+unsafe fn push_frame(api: &LuaApi, l: *mut lua_State, max_len: usize, write: impl FnOnce(&mut &mut [MaybeUninit<u8>])) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if max_len <= SMALL_FRAME {
+            fill_and_push::<SMALL_FRAME>(api, l, write)
+        } else {
+            push_large_frame(api, l, write)
+        }
+    }
+}
+
+#[inline(never)]
+unsafe fn push_large_frame(api: &LuaApi, l: *mut lua_State, write: impl FnOnce(&mut &mut [MaybeUninit<u8>])) {
+    // SAFETY: forwarded contract.
+    unsafe { fill_and_push::<TEMP_LENGTH>(api, l, write) }
+}
+
+#[inline(always)]
+unsafe fn fill_and_push<const N: usize>(api: &LuaApi, l: *mut lua_State, write: impl FnOnce(&mut &mut [MaybeUninit<u8>])) {
+    let mut buf = [MaybeUninit::<u8>::uninit(); N];
     let mut cursor: &mut [MaybeUninit<u8>] = &mut buf;
     write(&mut cursor);
-    let written = TEMP_LENGTH - cursor.len();
+    let written = N - cursor.len();
     // SAFETY: the first `written` bytes of `buf` were initialised by `write`; Lua copies them.
     unsafe { (api.lua_pushlstring)(l, buf.as_ptr().cast(), written) };
 }
@@ -135,6 +156,7 @@ unsafe fn push_frame(api: &LuaApi, l: *mut lua_State, write: impl FnOnce(&mut &m
 ///
 /// # Safety
 /// `l` is valid with two free slots.
+#[inline]
 unsafe fn push_new_buffer(api: &LuaApi, l: *mut lua_State, bytes: &[u8]) -> Result<(), Raise> {
     // At least one byte so that an empty payload is still a non-NULL pointer (as glibc's
     // malloc(0), and skynet_malloc, give), which the receiving side can free.
@@ -260,13 +282,15 @@ unsafe fn pack_request_frames(
         if !wire::request_is_multi(len) {
             let field = if kind == RequestKind::Push { 0 } else { session };
             let mut result = Ok(());
-            push_frame(api, l, |w| result = wire::encode_request_single(w, addr, field, &*payload));
+            push_frame(api, l, len + 8 + wire::MAX_NAME_LEN, |w| {
+                result = wire::encode_request_single(w, addr, field, &*payload)
+            });
             result.map_err(|e| error(e.to_string()))?;
             (api.lua_pushinteger)(l, next);
             return Ok(2);
         }
         let mut result = Ok(());
-        push_frame(api, l, |w| result = wire::encode_multi_header(w, addr, session, len, kind));
+        push_frame(api, l, 12 + wire::MAX_NAME_LEN, |w| result = wire::encode_multi_header(w, addr, session, len, kind));
         result.map_err(|e| error(e.to_string()))?;
         (api.lua_pushinteger)(l, next);
 
@@ -276,7 +300,7 @@ unsafe fn pack_request_frames(
         // 7-byte header overwrites the tail of the previous chunk, which Lua has already
         // copied. One copy per byte instead of stock's two.
         let first = &payload[..MULTI_PART];
-        push_frame(api, l, |w| wire::encode_request_part(w, session, first, parts == 1));
+        push_frame(api, l, TEMP_LENGTH, |w| wire::encode_request_part(w, session, first, parts == 1));
         (api.lua_rawseti)(l, -2, 1);
         for i in 1..parts {
             let start = i * MULTI_PART;
@@ -312,7 +336,7 @@ unsafe fn lpacktrace_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     }
     let mut result = Ok(());
     // SAFETY: `l` is valid with a free slot; the frame is at most 0x8003 bytes.
-    unsafe { push_frame(api, l, |w| result = wire::encode_trace(w, tag)) };
+    unsafe { push_frame(api, l, tag.len() + 3, |w| result = wire::encode_trace(w, tag)) };
     result.map_err(|e| error(e.to_string()))?;
     Ok(1)
 }
@@ -383,6 +407,7 @@ unsafe fn lunpackrequest_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 
 /// # Safety
 /// `l` is valid with a free slot.
+#[inline]
 unsafe fn push_address(api: &LuaApi, l: *mut lua_State, addr: Address<'_>) {
     // SAFETY: per this function's contract.
     unsafe {
@@ -424,10 +449,10 @@ unsafe fn lpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
         if ok && wire::response_is_multi(payload.len()) {
             let parts = payload.len().div_ceil(MULTI_PART);
             (api.lua_createtable)(l, (parts + 1) as c_int, 0);
-            push_frame(api, l, |w| wire::encode_response_begin(w, session, payload.len() as u32));
+            push_frame(api, l, 11, |w| wire::encode_response_begin(w, session, payload.len() as u32));
             (api.lua_rawseti)(l, -2, 1);
             for (i, chunk) in payload.chunks(MULTI_PART).enumerate() {
-                push_frame(api, l, |w| wire::encode_response_part(w, session, chunk, i + 1 == parts));
+                push_frame(api, l, TEMP_LENGTH, |w| wire::encode_response_part(w, session, chunk, i + 1 == parts));
                 (api.lua_rawseti)(l, -2, (i + 2) as lua_Integer);
             }
             return Ok(1);
@@ -435,7 +460,7 @@ unsafe fn lpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
         // An error text is truncated to one frame, whatever its length.
         let data = &payload[..payload.len().min(MULTI_PART)];
         let kind = if ok { wire::resp_type::OK } else { wire::resp_type::ERROR };
-        push_frame(api, l, |w| wire::encode_response_single(w, session, kind, data));
+        push_frame(api, l, data.len() + 7, |w| wire::encode_response_single(w, session, kind, data));
         Ok(1)
     }
 }
@@ -631,7 +656,7 @@ macro_rules! lua_functions {
         $(
             unsafe extern "C-unwind" fn $shim(l: *mut lua_State) -> c_int {
                 // SAFETY: Lua calls this with a valid state; `run` upholds the raising rules.
-                unsafe { run(l, $inner) }
+                unsafe { run(l, |api, l| $inner(api, l)) }
             }
         )*
         const FUNCTIONS: &[(&str, lua_CFunction)] = &[ $( (concat!($lua_name, "\0"), $shim) ),* ];
@@ -695,5 +720,5 @@ pub unsafe extern "C-unwind" fn luaopen_skynet_cluster_core(l: *mut lua_State) -
         }
     }
     // SAFETY: Lua called us with a valid state; `run` upholds the raising rules.
-    unsafe { run(l, open_inner) }
+    unsafe { run(l, |api, l| open_inner(api, l)) }
 }

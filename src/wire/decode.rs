@@ -95,6 +95,7 @@ impl DecodeError {
 }
 
 /// Decodes one request body (frame without its length prefix).
+#[inline]
 pub fn decode_request(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     let size = body.len() as i64;
     let Some(&kind) = body.first() else {
@@ -166,6 +167,7 @@ fn name_len(body: &[u8]) -> Result<usize, DecodeError> {
 }
 
 /// Decodes one response body (frame without its length prefix).
+#[inline]
 pub fn decode_response(body: &[u8]) -> Result<Response<'_>, DecodeError> {
     if body.len() < 5 {
         return Err(DecodeError::BadResponse);

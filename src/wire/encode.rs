@@ -54,6 +54,7 @@ fn put_prefix<B: BufMut>(out: &mut B, body_len: usize) {
     out.put_u16(body_len as u16);
 }
 
+#[inline]
 fn check_name(name: &[u8]) -> Result<(), EncodeError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         Err(EncodeError::NameLength(name.len()))
@@ -64,6 +65,7 @@ fn check_name(name: &[u8]) -> Result<(), EncodeError> {
 
 /// Writes a single-frame request (`0x00` / `0x80`). `session_field` is written as is:
 /// pass 0 for a push. The payload must be shorter than `MULTI_PART`.
+#[inline]
 pub fn encode_request_single<B: BufMut>(
     out: &mut B,
     addr: Address<'_>,
@@ -91,6 +93,7 @@ pub fn encode_request_single<B: BufMut>(
 }
 
 /// Writes the header frame of a multi-part request or push (`0x01`/`0x41`/`0x81`/`0xc1`).
+#[inline]
 pub fn encode_multi_header<B: BufMut>(
     out: &mut B,
     addr: Address<'_>,
@@ -136,6 +139,7 @@ pub fn request_part_header(session: u32, chunk_len: usize, last: bool) -> [u8; R
 
 /// Writes one part frame of a multi-part request (`0x02`, or `0x03` when `last`).
 /// `chunk` is at most `MULTI_PART` bytes.
+#[inline]
 pub fn encode_request_part<B: BufMut>(out: &mut B, session: u32, chunk: &[u8], last: bool) {
     out.put_slice(&request_part_header(session, chunk.len(), last));
     out.put_slice(chunk);
@@ -164,6 +168,7 @@ pub fn encode_request<B: BufMut>(
 }
 
 /// Writes a trace frame (`0x04`): the tag the next request carries.
+#[inline]
 pub fn encode_trace<B: BufMut>(out: &mut B, tag: &[u8]) -> Result<(), EncodeError> {
     if tag.len() > MAX_TRACE_TAG {
         return Err(EncodeError::TraceTooLong(tag.len()));
@@ -176,6 +181,7 @@ pub fn encode_trace<B: BufMut>(out: &mut B, tag: &[u8]) -> Result<(), EncodeErro
 
 /// Writes a single response frame of type `kind` (error 0, ok 1, or a part 3/4) carrying
 /// `data` (at most `MULTI_PART` bytes).
+#[inline]
 pub fn encode_response_single<B: BufMut>(out: &mut B, session: u32, kind: u8, data: &[u8]) {
     debug_assert!(data.len() <= MULTI_PART);
     put_prefix(out, data.len() + 5);
@@ -185,6 +191,7 @@ pub fn encode_response_single<B: BufMut>(out: &mut B, session: u32, kind: u8, da
 }
 
 /// Writes the begin frame (type 2) of a multi-part response of `total` bytes.
+#[inline]
 pub fn encode_response_begin<B: BufMut>(out: &mut B, session: u32, total: u32) {
     put_prefix(out, 9);
     out.put_u32_le(session);
