@@ -8,6 +8,7 @@
 #   make test-lua-leak   golden replay under valgrind (lua5.4 and lua55); any definite/indirect leak fails
 #   make test-c-dlopen   dlopen the library from C with no Lua; link a C program with -lskynet_cluster
 #   make bench-lua       micro-benchmark (not a test); STOCK_CORE_SO=/path/core.so adds stock figures
+#   make bench-lua-ir    the same rows as instruction counts (callgrind), for noisy machines
 #
 # Needs: lua5.4 + liblua5.4-dev (headers for testmsg.so), valgrind, a C compiler, python3, and the
 # lua-src crate (`cargo fetch`). Missing tools make the target fail with a message, never skip.
@@ -116,3 +117,9 @@ test-c-dlopen: lua-module $(BUILD)/dlopen_plain $(BUILD)/dlopen_linked
 BENCH_LUA ?= $(LUA54)
 bench-lua: lua-need-54 lua-module $(TESTMSG_SO)
 	$(BENCH_LUA) bench/lua_micro.lua $(LUA_CORE_SO) $(LUA_DIR) $(STOCK_CORE_SO)
+
+# Not a test either: instruction counts per operation under callgrind (deterministic, for loaded
+# machines), same rows as bench-lua. Takes a few minutes.
+.PHONY: bench-lua-ir
+bench-lua-ir: lua-need-54 lua-module $(TESTMSG_SO)
+	bench/lua_micro_ir.sh $(BENCH_LUA) $(LUA_CORE_SO) $(LUA_DIR) $(STOCK_CORE_SO)
