@@ -38,7 +38,8 @@ end
 -- packrequest / packpush / append take ownership of every message we pass: stock frees it on
 -- success and on most errors. Stock LEAKS it in a few error cases, which issue 3 asks our module
 -- to fix by freeing it there too, so the harness never frees these inputs itself (a module that
--- keeps stock's leak shows up in `make test-lua-leak`; one that frees twice crashes here):
+-- keeps stock's leak shows up in `make test-lua-leak`; a double free aborts in glibc or
+-- is reported by valgrind):
 --   packrequest|packpush  size (arg 4) or session (arg 2) failing luaL_checkinteger:
 --                         */session_float_frac_err, */session_string_err, */session_nil_err,
 --                         */sz_missing_err, */sz_float_err
