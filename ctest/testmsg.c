@@ -13,6 +13,7 @@
  *   disown(ptr)                  a buffer made by new() was handed to a function that frees it
  *   live()          -> integer   buffers made by new() not yet freed here nor disowned
  *   islight(v)      -> boolean   v is a light userdata (type() says "userdata" for both kinds)
+ *   null()          -> ptr       a NULL light userdata
  *   scrub(n)                     push n nils and drop them: overwrites stale stack slots above
  *                                the caller's top (stale lightuserdata there hide leaks)
  *   leaked()        -> integer|nil  under valgrind memcheck: run a leak check now and return the
@@ -98,6 +99,11 @@ static int lislight(lua_State *L) {
     return 1;
 }
 
+static int lnull(lua_State *L) {
+    lua_pushlightuserdata(L, NULL);
+    return 1;
+}
+
 static int lscrub(lua_State *L) {
     int n = (int)luaL_checkinteger(L, 1);
     luaL_checkstack(L, n, "testmsg.scrub");
@@ -132,6 +138,7 @@ static const luaL_Reg funcs[] = {
     {"islight", lislight},
     {"leaked", lleaked},
     {"scrub", lscrub},
+    {"null", lnull},
     {NULL, NULL},
 };
 

@@ -66,12 +66,14 @@ $(GOLDEN_LUA): tools/golden_to_lua.py $(wildcard $(SKC_GOLDEN)/core.jsonl)
 LUA_REPLAY_DEPS := lua-need-54 lua-module $(TESTMSG_SO) $(GOLDEN_LUA)
 
 # Both interpreters always run, so one report shows both; the target fails if either failed.
-# tests/lua/roundtrip.lua adds pack -> unpack (-> append/concat) round trips beyond the golden.
+# tests/lua/roundtrip.lua adds pack -> unpack (-> append/concat) round trips beyond the golden;
+# tests/lua/hostile.lua the bad-input cases where the module deliberately differs from stock.
 test-lua: $(LUA_REPLAY_DEPS) $(LUA55)
 	@rc=0; for host in $(LUA54) $(LUA55); do \
 	  echo "== golden replay and round trips: $$host"; \
 	  $$host tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR) || rc=1; \
 	  $$host tests/lua/roundtrip.lua $(LUA_DIR) || rc=1; \
+	  $$host tests/lua/hostile.lua $(LUA_DIR) || rc=1; \
 	done; \
 	if [ $$rc -ne 0 ]; then echo "test-lua: FAILED"; exit 1; fi; echo "test-lua: passed in Lua 5.4 and 5.5"
 
@@ -85,6 +87,7 @@ test-lua-leak: $(LUA_REPLAY_DEPS) $(LUA55)
 	@rc=0; for host in $(LUA54) $(LUA55); do \
 	  echo "== round trips and golden replay under valgrind: $$host"; \
 	  $(VALGRIND) $(VALGRIND_FLAGS) -q $$host tests/lua/roundtrip.lua $(LUA_DIR) || rc=1; \
+	  $(VALGRIND) $(VALGRIND_FLAGS) -q $$host tests/lua/hostile.lua $(LUA_DIR) || rc=1; \
 	  $(VALGRIND) $(VALGRIND_FLAGS) $$host tests/lua/replay_core.lua $(GOLDEN_LUA) $(LUA_DIR) && continue; \
 	  rc=1; log=$(BUILD)/valgrind-per-case-$$(basename $$host).log; \
 	  echo "test-lua-leak: FAILED in $$host; replaying again with a leak count after every case:"; \

@@ -436,8 +436,11 @@ unsafe fn lpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
             let Some(sz) = api.to_integer(l, 4) else {
                 return Err(Raise::CheckInteger(4));
             };
-            // Stock casts to size_t and would read far out of bounds; refuse instead.
-            if sz < 0 || (ptr.is_null() && sz != 0) {
+            // Stock casts to size_t and would read far out of bounds; refuse instead. A full
+            // userdata knows its size, so it is bounds-checked too.
+            let full_userdata_too_small =
+                (api.lua_type)(l, 3) != LUA_TLIGHTUSERDATA && !ptr.is_null() && sz as u64 > (api.lua_rawlen)(l, 3);
+            if sz < 0 || (ptr.is_null() && sz != 0) || full_userdata_too_small {
                 return Err(error(format!("Invalid response message (size={sz})")));
             }
             if sz == 0 {
