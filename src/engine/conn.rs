@@ -11,7 +11,7 @@
 //!   the sending side) and registers the pending call.
 //! * Writing is *combining*: whoever finds the socket idle becomes the flusher and writes
 //!   everything queued (its own frames and any that others appended meanwhile) with one
-//!   `write` per contiguous buffer, outside the lock. Others just append. Inside a
+//!   `writev` over the queued chunks, outside the lock. Others just append. Inside a
 //!   [`batch`] scope (the I/O thread always runs in one) writes are deferred to the end of
 //!   the scope, so many frames leave in one syscall.
 //! * When the socket is full (`WouldBlock`) the rest waits for the writable edge, which the
@@ -25,7 +25,8 @@ use mio::Token;
 use parking_lot::{Condvar, Mutex};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,8 +35,11 @@ use std::time::Instant;
 
 /// Buffers larger than this are released when they become empty, so that an idle link
 /// holds little memory after a burst.
-const KEEP_BUF: usize = 64 << 10;
 const KEEP_SPARE: usize = 16 << 10;
+/// Size of a fresh chunk for small frames.
+const CHUNK: usize = 16 << 10;
+/// Most slices handed to one `writev`.
+const MAX_IOV: usize = 64;
 
 /// The answer to a call, handed to a callback: borrowed from the engine's read buffer for
 /// a single-frame answer, owned for a reassembled multi-part one. Copy it (or call
@@ -137,12 +141,15 @@ impl Pending {
 }
 
 pub(crate) struct ConnState {
-    /// Queued bytes; `buf[..sent]` were already written.
-    pub buf: Vec<u8>,
-    pub sent: usize,
-    spare: Vec<u8>,
-    /// Bytes taken out of `buf` by a flusher that is writing them right now.
-    writing: usize,
+    /// Frames waiting to be written, in chunks: small frames share a chunk, a large
+    /// message gets one of its exact size (no reallocation, no copy when the queue grows).
+    /// `out[0][..sent]` was already written.
+    out: VecDeque<Vec<u8>>,
+    sent: usize,
+    /// Bytes not yet written: in `out`, and held by a flusher that is writing right now.
+    queued: usize,
+    /// Emptied chunks kept for reuse (small ones only).
+    spare: Vec<Vec<u8>>,
     flushing: bool,
     /// A writable edge (or a flush request) arrived while someone was flushing.
     writable_hint: bool,
@@ -162,8 +169,49 @@ pub(crate) struct ConnState {
 impl ConnState {
     #[inline]
     pub fn queued(&self) -> usize {
-        self.buf.len() - self.sent + self.writing
+        self.queued
     }
+
+    /// Appends one message of at most `need` bytes through `f`, which encodes into the
+    /// tail chunk. On error nothing is left behind.
+    pub fn append<R, E>(&mut self, need: usize, f: impl FnOnce(&mut Vec<u8>) -> Result<R, E>) -> Result<R, E> {
+        let fits = self.out.back().is_some_and(|b| b.capacity() - b.len() >= need);
+        if !fits {
+            let cap = need.max(CHUNK);
+            let v = match self.spare.pop() {
+                Some(v) if v.capacity() >= cap => v,
+                _ => Vec::with_capacity(cap),
+            };
+            self.out.push_back(v);
+        }
+        let tail = self.out.back_mut().expect("pushed above");
+        let mark = tail.len();
+        let r = f(tail);
+        let added = tail.len() - mark;
+        if r.is_err() {
+            tail.truncate(mark);
+            if tail.is_empty() {
+                let v = self.out.pop_back().expect("tail");
+                self.recycle(v);
+            }
+        } else {
+            self.queued += added;
+        }
+        r
+    }
+
+    fn recycle(&mut self, mut v: Vec<u8>) {
+        v.clear();
+        if v.capacity() <= KEEP_SPARE && self.spare.is_empty() {
+            self.spare.push(v);
+        }
+    }
+}
+
+/// Room reserved for everything around a payload: trace frame header, request header
+/// (name up to 255 bytes), and 7 bytes per part.
+pub(crate) fn frame_room(payload: usize, extra: usize) -> usize {
+    payload + extra + 300 + (payload / crate::wire::MULTI_PART + 1) * 7
 }
 
 pub(crate) struct Conn {
@@ -255,10 +303,10 @@ impl Conn {
             max_message,
             inflight: AtomicUsize::new(0),
             st: Mutex::new(ConnState {
-                buf: Vec::new(),
+                out: VecDeque::new(),
                 sent: 0,
+                queued: 0,
                 spare: Vec::new(),
-                writing: 0,
                 flushing: false,
                 writable_hint: false,
                 dirty: false,
@@ -335,39 +383,31 @@ impl Conn {
         }
         st.flushing = true;
         let result = loop {
-            if st.sent == st.buf.len() {
-                st.buf.clear();
+            if st.out.is_empty() {
                 st.sent = 0;
                 break Ok(());
             }
-            let spare = std::mem::take(&mut st.spare);
-            let mut buf = std::mem::replace(&mut st.buf, spare);
-            let mut off = std::mem::replace(&mut st.sent, 0);
-            let before = off;
-            st.writing = buf.len() - off;
+            let mut chunks = std::mem::take(&mut st.out);
+            let mut sent = std::mem::replace(&mut st.sent, 0);
             st.writable_hint = false;
             drop(st);
-            let res = write_nb(&self.stream, &buf, &mut off);
-            LinkStats::add(&self.stats.bytes_out, (off - before) as u64);
+            let mut written = 0usize;
+            let mut done = Vec::new();
+            let res = write_chunks(&self.stream, &mut chunks, &mut sent, &mut written, &mut done);
+            LinkStats::add(&self.stats.bytes_out, written as u64);
             st = self.st.lock();
-            st.writing = 0;
+            st.queued -= written;
+            for v in done {
+                st.recycle(v);
+            }
             match res {
-                Ok(true) => {
-                    recycle(&mut st, buf);
-                }
+                Ok(true) => {}
                 Ok(false) => {
-                    // Socket full: put the rest back in front of what was appended meanwhile.
-                    if st.buf.is_empty() {
-                        let newer = std::mem::replace(&mut st.buf, buf);
-                        st.sent = off;
-                        recycle(&mut st, newer);
-                    } else {
-                        buf.drain(..off);
-                        buf.extend_from_slice(&st.buf[st.sent..]);
-                        let newer = std::mem::replace(&mut st.buf, buf);
-                        st.sent = 0;
-                        recycle(&mut st, newer);
+                    // Socket full: the rest goes back in front of what was appended meanwhile.
+                    while let Some(c) = chunks.pop_back() {
+                        st.out.push_front(c);
                     }
+                    st.sent = sent;
                     if st.writable_hint {
                         st.writable_hint = false;
                         continue;
@@ -378,9 +418,6 @@ impl Conn {
             }
         };
         st.flushing = false;
-        if st.buf.is_empty() && st.buf.capacity() > KEEP_BUF {
-            st.buf = Vec::new();
-        }
         let resume = st.paused && self.below_resume(&st);
         if resume {
             st.paused = false;
@@ -413,9 +450,10 @@ impl Conn {
             st.closed = Some(reason.to_string());
             st.closed_at = Some(Instant::now());
             st.connected = false;
-            st.buf = Vec::new();
+            st.out = VecDeque::new();
             st.spare = Vec::new();
             st.sent = 0;
+            st.queued = 0;
             std::mem::take(&mut st.pending)
         };
         let _ = self.stream.shutdown(Shutdown::Both);
@@ -436,10 +474,12 @@ impl Conn {
         if st.closed.is_some() {
             return;
         }
-        let mark = st.buf.len();
-        if crate::wire::encode_response(&mut st.buf, session, r).is_err() {
-            st.buf.truncate(mark);
-            let _ = crate::wire::encode_response(&mut st.buf, session, Err(b"response too large"));
+        let len = match r {
+            Ok(p) => p.len(),
+            Err(m) => m.len().min(crate::wire::MULTI_PART),
+        };
+        if st.append(frame_room(len, 0), |b| crate::wire::encode_response(b, session, r)).is_err() {
+            let _ = st.append(64, |b| crate::wire::encode_response(b, session, Err(b"response too large")));
         }
         let resume = st.paused && self.below_resume(&st);
         if resume {
@@ -463,24 +503,50 @@ impl Conn {
     }
 }
 
-fn recycle(st: &mut ConnState, mut v: Vec<u8>) {
-    v.clear();
-    if v.capacity() <= KEEP_SPARE && v.capacity() > st.spare.capacity() {
-        st.spare = v;
-    }
-}
-
-/// Writes `buf[*off..]` until done (`Ok(true)`) or the socket is full (`Ok(false)`).
-fn write_nb(stream: &TcpStream, buf: &[u8], off: &mut usize) -> io::Result<bool> {
+/// Writes the chunks (`chunks[0][*sent..]` first) with `writev`, until all are written
+/// (`Ok(true)`) or the socket is full (`Ok(false)`). Written chunks move to `done`.
+fn write_chunks(
+    stream: &TcpStream,
+    chunks: &mut VecDeque<Vec<u8>>,
+    sent: &mut usize,
+    written: &mut usize,
+    done: &mut Vec<Vec<u8>>,
+) -> io::Result<bool> {
     let mut s = stream;
-    while *off < buf.len() {
-        match s.write(&buf[*off..]) {
+    loop {
+        while chunks.front().is_some_and(|c| c.len() <= *sent) {
+            done.push(chunks.pop_front().expect("front"));
+            *sent = 0;
+        }
+        if chunks.is_empty() {
+            return Ok(true);
+        }
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut n = 0;
+        for (i, c) in chunks.iter().take(MAX_IOV).enumerate() {
+            iov[i] = IoSlice::new(if i == 0 { &c[*sent..] } else { &c[..] });
+            n += 1;
+        }
+        let r = if n == 1 { s.write(&iov[0]) } else { s.write_vectored(&iov[..n]) };
+        match r {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => *off += n,
+            Ok(mut k) => {
+                *written += k;
+                while k > 0 {
+                    let avail = chunks[0].len() - *sent;
+                    if k >= avail {
+                        k -= avail;
+                        *sent = 0;
+                        done.push(chunks.pop_front().expect("front"));
+                    } else {
+                        *sent += k;
+                        k = 0;
+                    }
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
 }

@@ -433,24 +433,20 @@ impl Handle {
             }
             let session = st.session;
             let next = wire::next_session(session);
-            let mark = st.buf.len();
-            if let Some(tag) = trace {
-                let r = if tag.first() == Some(&b'(') {
-                    wire::encode_trace(&mut st.buf, tag)
-                } else {
-                    let mut full = format!("({nodename}-{node}-{next})").into_bytes();
-                    full.extend_from_slice(tag);
-                    wire::encode_trace(&mut st.buf, &full)
-                };
-                if let Err(e) = r {
-                    st.buf.truncate(mark);
-                    return Err(CallError::Invalid(e.to_string()));
+            let tag_len = trace.map_or(0, |t| t.len() + nodename.len() + node.len() + 16);
+            st.append(super::conn::frame_room(payload.len(), tag_len), |b| {
+                if let Some(tag) = trace {
+                    if tag.first() == Some(&b'(') {
+                        wire::encode_trace(&mut *b, tag)?;
+                    } else {
+                        let mut full = format!("({nodename}-{node}-{next})").into_bytes();
+                        full.extend_from_slice(tag);
+                        wire::encode_trace(&mut *b, &full)?;
+                    }
                 }
-            }
-            if let Err(e) = wire::encode_request(&mut st.buf, addr, session, payload, RequestKind::Call) {
-                st.buf.truncate(mark);
-                return Err(CallError::Invalid(e.to_string()));
-            }
+                wire::encode_request(b, addr, session, payload, RequestKind::Call)
+            })
+            .map_err(|e| CallError::Invalid(e.to_string()))?;
             st.session = next;
             st.pending.insert(session, Pending { waiter, start: Instant::now(), deadline: cb_deadline });
             Ok(session)
@@ -525,11 +521,10 @@ impl Handle {
                 return Err(CallError::Overloaded);
             }
             let session = st.session;
-            let mark = st.buf.len();
-            if let Err(e) = wire::encode_request(&mut st.buf, addr, session, payload, RequestKind::Push) {
-                st.buf.truncate(mark);
-                return Err(CallError::Invalid(e.to_string()));
-            }
+            st.append(super::conn::frame_room(payload.len(), 0), |b| {
+                wire::encode_request(b, addr, session, payload, RequestKind::Push)
+            })
+            .map_err(|e| CallError::Invalid(e.to_string()))?;
             if wire::request_is_multi(payload.len()) {
                 st.session = wire::next_session(session);
             }

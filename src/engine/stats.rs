@@ -18,7 +18,7 @@ pub struct LinkStats {
     pub(crate) timeouts: AtomicU64,
     pub(crate) connects: AtomicU64,
     pub(crate) drops: AtomicU64,
-    latency: Mutex<Histogram<u64>>,
+    latency: Mutex<Histogram<u32>>,
 }
 
 /// A copy of a [`LinkStats`] at one moment. Latencies are in microseconds.
@@ -62,7 +62,7 @@ impl LinkStats {
             timeouts: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             drops: AtomicU64::new(0),
-            // 2 significant digits up to 60 s keeps an idle link's histogram at a few KiB.
+            // 2 significant digits up to 60 s with u32 counts: about 14 KiB per peer.
             latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")),
         }
     }

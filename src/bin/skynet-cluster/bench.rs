@@ -3,7 +3,7 @@
 
 use super::args::{parse_size, Args};
 use super::floor;
-use super::procstat::{pid_cpu, pid_peak_rss_kib, self_cpu, self_peak_rss_kib};
+use super::procstat::{pid_cpu, pid_peak_rss_kib, pid_rss_kib, self_cpu, self_peak_rss_kib};
 use hdrhistogram::Histogram;
 use parking_lot::{Condvar, Mutex};
 use skynet_cluster::engine::{Address, CallError, CallOpts, Config, Handle, Node};
@@ -361,6 +361,9 @@ fn run(a: &Args) -> Result<(), String> {
             per100k(fsrv, fcount),
         );
     }
+    if matrix {
+        idle_links(&target, server_pid)?;
+    }
     let srv_rss = server_pid.and_then(pid_peak_rss_kib);
     println!(
         "peak RSS: client {:.1} MiB, server {}",
@@ -422,4 +425,36 @@ fn print_row(size: &str, conc: usize, plen: usize, o: &Ours, fl: Option<&floor::
             ""
         );
     }
+}
+
+/// Opens many links, makes one call on each, and reports the memory each idle link costs
+/// (RSS growth per link on both sides; kernel socket buffers are not in RSS).
+fn idle_links(target: &str, server_pid: Option<u32>) -> Result<(), String> {
+    const N: usize = 256;
+    let names: Vec<String> = (0..N).map(|i| format!("idle{i}")).collect();
+    let c0 = self_rss_kib();
+    let s0 = server_pid.and_then(pid_rss_kib);
+    let node = Node::new(Config::default()).map_err(|e| e.to_string())?;
+    let map: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), Some(target))).collect();
+    node.reload(&map);
+    let p = payload(None);
+    for n in &names {
+        node.call(n, Address::Name(b"@echo"), &p, Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let c1 = self_rss_kib();
+    let s1 = server_pid.and_then(pid_rss_kib);
+    println!(
+        "idle link memory ({N} links, one call each): client {:.1} KiB/link, server {}",
+        c1.saturating_sub(c0) as f64 / N as f64,
+        match (s0, s1) {
+            (Some(a), Some(b)) => format!("{:.1} KiB/link", b.saturating_sub(a) as f64 / N as f64),
+            _ => "unknown".into(),
+        }
+    );
+    Ok(())
+}
+
+fn self_rss_kib() -> u64 {
+    pid_rss_kib(std::process::id()).unwrap_or(0)
 }

@@ -51,6 +51,11 @@ pub fn pid_peak_rss_kib(pid: u32) -> Option<u64> {
     status_field(&pid.to_string(), "VmHWM:")
 }
 
+/// Current RSS of process `pid`, in KiB.
+pub fn pid_rss_kib(pid: u32) -> Option<u64> {
+    status_field(&pid.to_string(), "VmRSS:")
+}
+
 fn status_field(pid: &str, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with(key))?;
