@@ -392,18 +392,48 @@ fn reload_reports_changes_and_link_state() {
 
 #[test]
 fn absent_node_waits_for_reload_or_fails_with_nowaiting() {
-    let (_s, addr, _) = server(Config::default());
+    let (_s, addr, seen) = server(Config::default());
     let c = Node::new(Config::default()).unwrap();
-    // Non-blocking forms never wait.
-    assert_eq!(c.push("later", Address::Id(ECHO), b""), Err(CallError::NodeAbsent("later".into())));
+    // Pushes and callback calls wait too (as stock's cluster.send queues).
+    c.push("later", Address::Id(SINK), b"early").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    c.call_with("later", Address::Id(ECHO), b"cb", CallOpts { timeout: GUARD, trace: None }, move |r| {
+        tx2.send(r.map(|p| p.into_vec())).unwrap()
+    })
+    .unwrap();
     let h = c.handle();
     let t = std::thread::spawn(move || h.call("later", Address::Id(ECHO), b"waited", GUARD));
-    // Whether the caller is already waiting or not, the reload lets it through.
+    // Whether the blocking caller is already waiting or not, the reload lets it through.
     c.reload(&[("later", Some(&addr))]);
     assert_eq!(t.join().unwrap().unwrap(), b"waited");
-    // Bounded wait: the timeout applies.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap(), b"cb");
+    assert_eq!(c.call("later", Address::Id(SINK), b"", GUARD).unwrap(), b"1");
+    assert_eq!(seen.push_bytes.load(std::sync::atomic::Ordering::SeqCst), 5);
+    // Bounded waits: the timeout applies, blocking or not.
     assert_eq!(c.call("never", Address::Id(ECHO), b"", Some(Duration::from_millis(30))), Err(CallError::Timeout));
+    let tx3 = tx.clone();
+    c.call_with("never", Address::Id(ECHO), b"", CallOpts { timeout: Some(Duration::from_millis(30)), trace: None }, move |r| {
+        tx3.send(r.map(|p| p.into_vec())).unwrap()
+    })
+    .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), Err(CallError::Timeout));
+    // A node marked down by the reload fails the waiting calls with NodeDown.
+    let tx4 = tx.clone();
+    c.call_with("gone", Address::Id(ECHO), b"", CallOpts { timeout: GUARD, trace: None }, move |r| {
+        tx4.send(r.map(|p| p.into_vec())).unwrap()
+    })
+    .unwrap();
+    c.reload(&[("gone", None)]);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), Err(CallError::NodeDown("gone".into())));
+    // nowaiting fails waiting calls and new ones at once.
+    c.call_with("never", Address::Id(ECHO), b"", CallOpts { timeout: GUARD, trace: None }, move |r| {
+        tx.send(r.map(|p| p.into_vec())).unwrap()
+    })
+    .unwrap();
     c.set_nowaiting(true);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), Err(CallError::NodeAbsent("never".into())));
     assert_eq!(c.call("never", Address::Id(ECHO), b"", GUARD), Err(CallError::NodeAbsent("never".into())));
+    assert_eq!(c.push("never", Address::Id(ECHO), b""), Err(CallError::NodeAbsent("never".into())));
     assert_eq!(CallError::NodeAbsent("never".into()).to_string(), "cluster node [never] is absent.");
 }

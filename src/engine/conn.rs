@@ -396,7 +396,7 @@ impl Conn {
             let res = write_chunks(&self.stream, &mut chunks, &mut sent, &mut written, &mut done);
             LinkStats::add(&self.stats.bytes_out, written as u64);
             st = self.st.lock();
-            st.queued -= written;
+            st.queued = st.queued.saturating_sub(written); // close() may have zeroed it meanwhile
             for v in done {
                 st.recycle(v);
             }

@@ -238,6 +238,9 @@ impl IoLoop {
                 }
             }
         }
+        if let Some(d) = super::node::expire_deferred(&self.inner, now_i) {
+            min = min.min(io.ms(d));
+        }
         io.next_deadline.fetch_min(min, Ordering::SeqCst);
         for (stats, p) in expired {
             LinkStats::add(&stats.timeouts, 1);

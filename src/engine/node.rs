@@ -50,6 +50,39 @@ pub(crate) struct Inner {
     pub service: RwLock<Option<Arc<dyn Service>>>,
     pub inbound_stats: Arc<LinkStats>,
     shut: AtomicBool,
+    /// Callback calls and pushes to nodes that have no address yet, waiting for a reload.
+    deferred: Mutex<Vec<Deferred>>,
+}
+
+/// Most calls and pushes that may wait for node addresses at once (then `Overloaded`).
+const MAX_DEFERRED: usize = 65536;
+
+/// A call or push held until its node gets an address: run with `None` to retry it, or
+/// with the error that ends it.
+struct Deferred {
+    node: String,
+    deadline: Option<Instant>,
+    run: Box<dyn FnOnce(&Handle, Option<CallError>) + Send>,
+}
+
+/// Runs (fails) deferred entries whose deadline passed; returns the earliest remaining
+/// deadline. Called by the I/O thread.
+pub(crate) fn expire_deferred(inner: &Arc<Inner>, now: Instant) -> Option<Instant> {
+    let (gone, min) = {
+        let mut q = inner.deferred.lock();
+        if q.is_empty() {
+            return None;
+        }
+        let (gone, keep): (Vec<_>, Vec<_>) = q.drain(..).partition(|d| d.deadline.is_some_and(|t| t <= now));
+        *q = keep;
+        let min = q.iter().filter_map(|d| d.deadline).min();
+        (gone, min)
+    };
+    let h = Handle { inner: inner.clone() };
+    for d in gone {
+        (d.run)(&h, Some(CallError::Timeout));
+    }
+    min
 }
 
 /// A node: one I/O thread, its listeners, its links. Owning value: dropping it shuts the
@@ -95,6 +128,7 @@ impl Node {
             service: RwLock::new(None),
             inbound_stats: Arc::new(LinkStats::new()),
             shut: AtomicBool::new(false),
+            deferred: Mutex::new(Vec::new()),
         });
         let lp = IoLoop::new(poll, inner.clone());
         let thread = std::thread::Builder::new().name("skc-io".into()).spawn(move || lp.run())?;
@@ -114,6 +148,10 @@ impl Drop for Node {
         {
             let _g = self.handle.inner.map_gen.lock();
             self.handle.inner.map_cv.notify_all();
+        }
+        let waiting = std::mem::take(&mut *self.handle.inner.deferred.lock());
+        for d in waiting {
+            (d.run)(&self.handle, Some(CallError::Shutdown));
         }
         if let Some(t) = self.thread.take() {
             if self.handle.inner.io.on_io_thread() {
@@ -180,9 +218,18 @@ impl Handle {
     /// Stock's `__nowaiting` at run time.
     pub fn set_nowaiting(&self, on: bool) {
         self.inner.nowaiting.store(on, Ordering::SeqCst);
-        let mut g = self.inner.map_gen.lock();
-        *g += 1;
-        self.inner.map_cv.notify_all();
+        {
+            let mut g = self.inner.map_gen.lock();
+            *g += 1;
+            self.inner.map_cv.notify_all();
+        }
+        if on {
+            let waiting = std::mem::take(&mut *self.inner.deferred.lock());
+            for d in waiting {
+                let e = CallError::NodeAbsent(d.node.clone());
+                (d.run)(self, Some(e));
+            }
+        }
     }
 
     /// Updates the node map, like `cluster.reload`: each entry is `(name, Some("host:port"))`
@@ -214,10 +261,49 @@ impl Handle {
             });
             report.nodes.push(NodeChange { name: name.to_string(), old, new, changed, link_up });
         }
-        let mut g = self.inner.map_gen.lock();
-        *g += 1;
-        self.inner.map_cv.notify_all();
+        {
+            let mut g = self.inner.map_gen.lock();
+            *g += 1;
+            self.inner.map_cv.notify_all();
+        }
+        // Calls and pushes that waited for these nodes go now (or fail: marked down).
+        let ready: Vec<Deferred> = {
+            let mut q = self.inner.deferred.lock();
+            let (ready, keep): (Vec<_>, Vec<_>) =
+                q.drain(..).partition(|d| !matches!(self.node_addr(&d.node), NodeAddr::Absent));
+            *q = keep;
+            ready
+        };
+        for d in ready {
+            (d.run)(self, None);
+        }
         report
+    }
+
+    /// Holds a non-blocking call or push for a node without an address (unless
+    /// `nowaiting`). `make` builds the retry; it is only called when deferring.
+    fn defer_if_absent(
+        &self,
+        node: &str,
+        deadline: Option<Instant>,
+        make: impl FnOnce() -> Box<dyn FnOnce(&Handle, Option<CallError>) + Send>,
+    ) -> Result<bool, CallError> {
+        if self.inner.nowaiting.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let mut q = self.inner.deferred.lock();
+        if !matches!(self.node_addr(node), NodeAddr::Absent) {
+            return Ok(false);
+        }
+        if q.len() >= MAX_DEFERRED {
+            return Err(CallError::Overloaded);
+        }
+        q.push(Deferred { node: node.to_string(), deadline, run: make() });
+        drop(q);
+        if let Some(d) = deadline {
+            self.inner.io.note_deadline(d);
+        }
+        Ok(true)
     }
 
     /// The node map entry of `node`.
@@ -498,23 +584,69 @@ impl Handle {
 
     /// Calls `addr` on `node` without blocking: `cb` runs once with the answer or the error
     /// (on the I/O thread, or on a thread whose action ended the call). If this returns
-    /// `Err`, the call was not sent and `cb` is dropped uncalled. Never waits for a node
-    /// address: an address-less node fails at once with `NodeAbsent`.
+    /// `Err`, the call was not sent and `cb` is dropped uncalled.
+    ///
+    /// A node with no address yet: the call (payload copied) waits for the reload that
+    /// gives one, within its timeout, unless `nowaiting` (then `NodeAbsent` at once).
     pub fn call_with<F>(&self, node: &str, addr: Address<'_>, payload: &[u8], opts: CallOpts<'_>, cb: F) -> Result<(), CallError>
     where
         F: FnOnce(Result<super::Reply<'_>, CallError>) + Send + 'static,
     {
+        check_addr(addr)?;
         let deadline = self.deadline(opts.timeout);
-        let cb: Callback = Box::new(cb);
+        let mut cb: Option<Callback> = Some(Box::new(cb));
+        let deferred = self.defer_if_absent(node, deadline, || {
+            let cb = cb.take().expect("once");
+            let (node, addr, payload, trace) =
+                (node.to_string(), OwnedAddr::of(addr), payload.to_vec(), opts.trace.map(|t| t.to_vec()));
+            Box::new(move |h: &Handle, err: Option<CallError>| {
+                if let Some(e) = err {
+                    return cb(Err(e));
+                }
+                if deadline.is_some_and(|d| d <= Instant::now()) {
+                    return cb(Err(CallError::Timeout));
+                }
+                // Hand the callback to the retry; take it back if the retry fails.
+                let cell = Arc::new(Mutex::new(Some(cb)));
+                let c2 = cell.clone();
+                let w = Waiter::Callback(Box::new(move |r| {
+                    if let Some(cb) = c2.lock().take() {
+                        cb(r)
+                    }
+                }));
+                let r = h.submit(&node, addr.as_addr(), &payload, trace.as_deref(), w, deadline, false, false);
+                if let Err(e) = r {
+                    if let Some(cb) = cell.lock().take() {
+                        cb(Err(e));
+                    }
+                }
+            })
+        })?;
+        if deferred {
+            return Ok(());
+        }
+        let cb = cb.take().expect("not deferred");
         self.submit(node, addr, payload, opts.trace, Waiter::Callback(cb), deadline, false, false).map(|_| ())
     }
 
     /// Sends a push (`cluster.send`): no answer. A single-frame push carries session 0 and
     /// does not use a session; a multi-part one (>= 32 KiB) uses one, as stock.
-    /// Fails at once (never waits) on an address-less node, a full queue (`Overloaded`), a
-    /// down link; a link being connected queues it.
+    /// Fails at once on a full queue (`Overloaded`) or a down link; a link being connected
+    /// queues it. To a node with no address yet it waits (payload copied) for the reload
+    /// that gives one, as stock's `cluster.send` does, unless `nowaiting`.
     pub fn push(&self, node: &str, addr: Address<'_>, payload: &[u8]) -> Result<(), CallError> {
         check_addr(addr)?;
+        let deferred = self.defer_if_absent(node, None, || {
+            let (node, addr, payload) = (node.to_string(), OwnedAddr::of(addr), payload.to_vec());
+            Box::new(move |h: &Handle, err: Option<CallError>| {
+                if err.is_none() {
+                    let _ = h.push(&node, addr.as_addr(), &payload);
+                }
+            })
+        })?;
+        if deferred {
+            return Ok(());
+        }
         let conn = self.link(node, None, false)?;
         conn.send_with(false, |st| {
             if st.queued() >= conn.max_queue {
@@ -553,6 +685,27 @@ impl Handle {
             Some(c) => c.st.lock().session,
             None => ps.next_session,
         })
+    }
+}
+
+/// An address that outlives the caller's borrow.
+enum OwnedAddr {
+    Id(u32),
+    Name(Vec<u8>),
+}
+
+impl OwnedAddr {
+    fn of(a: Address<'_>) -> Self {
+        match a {
+            Address::Id(i) => OwnedAddr::Id(i),
+            Address::Name(n) => OwnedAddr::Name(n.to_vec()),
+        }
+    }
+    fn as_addr(&self) -> Address<'_> {
+        match self {
+            OwnedAddr::Id(i) => Address::Id(*i),
+            OwnedAddr::Name(n) => Address::Name(n),
+        }
     }
 }
 
