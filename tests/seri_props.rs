@@ -2,7 +2,9 @@
 //! mutated bytes that must never panic the decoder.
 
 use proptest::prelude::*;
-use skynet_cluster::seri::{decode, encode, encode_into, DecodeError, EncodeError, Table, Value};
+use skynet_cluster::seri::{
+    decode, encode, encode_into, encoded_len, DecodeError, EncodeError, Table, Value,
+};
 
 fn integer() -> impl Strategy<Value = i64> {
     prop_oneof![
@@ -81,6 +83,7 @@ proptest! {
     #[test]
     fn roundtrip(values in prop::collection::vec(value(), 0..5)) {
         let bytes = encode(&values).unwrap();
+        prop_assert_eq!(encoded_len(&values), Ok(bytes.len()));
         prop_assert_eq!(decode(&bytes).unwrap(), values.clone());
         // encode_into appends after existing content and agrees with encode.
         let mut out = b"prefix".to_vec();
@@ -130,8 +133,10 @@ proptest! {
         let v = nest(levels, inner);
         // Stock packs a value inside at most MAX_DEPTH (32) tables.
         let deepest = if with_content { levels } else { levels - 1 };
+        let len = encoded_len(std::slice::from_ref(&v));
         match encode(std::slice::from_ref(&v)) {
             Ok(bytes) => {
+                prop_assert_eq!(len, Ok(bytes.len()));
                 prop_assert!(deepest <= 32);
                 prop_assert_eq!(decode(&bytes).unwrap(), vec![v]);
             }

@@ -3,8 +3,8 @@
 use super::{
     combine, EncodeError, Table, Value, MAX_ARRAY_LEN, MAX_COOKIE, MAX_DEPTH, MAX_PACK_SIZE,
     MAX_STRING_LEN, NUMBER_BYTE, NUMBER_DWORD, NUMBER_QWORD, NUMBER_REAL, NUMBER_WORD, NUMBER_ZERO,
-    TYPE_BOOLEAN, TYPE_LONG_STRING, TYPE_NIL, TYPE_NUMBER, TYPE_SHORT_STRING, TYPE_TABLE,
-    TYPE_USERDATA,
+    POINTER_SIZE, TYPE_BOOLEAN, TYPE_LONG_STRING, TYPE_NIL, TYPE_NUMBER, TYPE_SHORT_STRING,
+    TYPE_TABLE, TYPE_USERDATA,
 };
 
 /// Pack `values` as one message, like `skynet.pack(v1, v2, ...)`.
@@ -170,4 +170,84 @@ fn write_table(out: &mut Vec<u8>, t: &Table, depth: usize) -> Result<(), EncodeE
     }
     out.push(combine(TYPE_NIL, 0));
     Ok(())
+}
+
+/// The exact number of bytes [`encode`] would produce for `values`, or the error it would give,
+/// without writing anything. Lets a caller allocate the output once (for instance with a host's
+/// `malloc`) before encoding.
+pub fn encoded_len(values: &[Value]) -> Result<usize, EncodeError> {
+    let mut len = 0usize;
+    for v in values {
+        len = len.saturating_add(value_len(v, 0)?);
+    }
+    if len > MAX_PACK_SIZE {
+        return Err(EncodeError::MessageTooLarge { len });
+    }
+    Ok(len)
+}
+
+fn integer_len(v: i64) -> usize {
+    if v == 0 {
+        1
+    } else if v != i64::from(v as i32) {
+        9
+    } else if !(0..0x10000).contains(&v) {
+        5
+    } else if v < 0x100 {
+        2
+    } else {
+        3
+    }
+}
+
+fn value_len(v: &Value, depth: usize) -> Result<usize, EncodeError> {
+    if depth > MAX_DEPTH {
+        return Err(EncodeError::TooDeep { depth });
+    }
+    Ok(match v {
+        Value::Nil | Value::Boolean(_) => 1,
+        Value::Integer(i) => integer_len(*i),
+        Value::Real(_) => 9,
+        Value::String(s) => {
+            let len = s.len();
+            if len > MAX_STRING_LEN {
+                return Err(EncodeError::StringTooLong { len });
+            }
+            len + if len < MAX_COOKIE as usize {
+                1
+            } else if len < 0x10000 {
+                3
+            } else {
+                5
+            }
+        }
+        Value::LightUserdata(_) => 1 + POINTER_SIZE,
+        Value::Table(t) => {
+            let depth = depth + 1;
+            let n = t.array.len();
+            if n > MAX_ARRAY_LEN {
+                return Err(EncodeError::ArrayTooLong { len: n });
+            }
+            // Type byte, optional packed size, then the closing nil.
+            let mut len = 2 + if n >= (MAX_COOKIE - 1) as usize {
+                integer_len(n as i64)
+            } else {
+                0
+            };
+            for v in &t.array {
+                len = len.saturating_add(value_len(v, depth)?);
+            }
+            for (k, v) in &t.hash {
+                match k {
+                    Value::Nil => return Err(EncodeError::NilKey),
+                    Value::Real(f) if f.is_nan() => return Err(EncodeError::NanKey),
+                    _ => {}
+                }
+                len = len
+                    .saturating_add(value_len(k, depth)?)
+                    .saturating_add(value_len(v, depth)?);
+            }
+            len
+        }
+    })
 }

@@ -74,7 +74,7 @@ mod error;
 mod value;
 
 pub use decode::decode;
-pub use encode::{encode, encode_integer_into, encode_into, encode_str_into};
+pub use encode::{encode, encode_integer_into, encode_into, encode_str_into, encoded_len};
 pub use error::{DecodeError, EncodeError, Position};
 pub use value::{Table, Value};
 
@@ -135,6 +135,7 @@ mod tests {
 
     fn rt(values: &[Value]) -> Vec<u8> {
         let b = encode(values).unwrap();
+        assert_eq!(encoded_len(values), Ok(b.len()));
         assert_eq!(decode(&b).unwrap(), values);
         b
     }
