@@ -7,6 +7,205 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+// What every `skc_*` function that can fail returns. `SKC_OK` (0) is success; every other
+// value is an error whose text `skc_last_error()` gives on the same thread.
+//
+// Values are stable: new codes are only ever added.
+enum skc_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Success.
+  SKC_OK = 0,
+  // A required pointer argument was NULL (or a data pointer was NULL with a non-zero length).
+  SKC_ERR_NULL = 1,
+  // A handle that is not a live handle of the expected kind: already destroyed (double
+  // destroy, use after destroy), a responder already answered, or a handle of another kind.
+  SKC_ERR_HANDLE = 2,
+  // A struct size argument is smaller than the struct this library writes, or a length is
+  // out of range.
+  SKC_ERR_SIZE = 3,
+  // An argument is invalid (not UTF-8 where text is needed, a name of 0 or more than 255
+  // bytes, an address that does not parse, a malformed node map, ...).
+  SKC_ERR_INVALID = 4,
+  // No answer within the timeout. A late answer is dropped.
+  SKC_ERR_TIMEOUT = 5,
+  // The remote node answered with an error; the text is the remote's own message.
+  SKC_ERR_REMOTE = 6,
+  // The link dropped (or was closed by a reload) while the call was pending.
+  SKC_ERR_LINK_DOWN = 7,
+  // Connecting to the peer node failed (now, or recently: the retry backoff has not expired).
+  SKC_ERR_CONNECT = 8,
+  // The link's send queue is full.
+  SKC_ERR_OVERLOADED = 9,
+  // The peer node is marked down in the node map.
+  SKC_ERR_NODE_DOWN = 10,
+  // The peer node has no address in the node map (and the call does not wait for one).
+  SKC_ERR_NODE_ABSENT = 11,
+  // A blocking call (or a node destroy) was made from the node's own callback thread,
+  // where it would deadlock.
+  SKC_ERR_DEADLOCK = 12,
+  // The node was destroyed while the operation was under way.
+  SKC_ERR_SHUTDOWN = 13,
+  // An operating-system error (listen, eventfd, ...); the text says which.
+  SKC_ERR_IO = 14,
+  // Nothing to return yet (an empty completion queue).
+  SKC_ERR_AGAIN = 15,
+  // A value is not of the type asked for.
+  SKC_ERR_TYPE = 16,
+  // An index is out of range.
+  SKC_ERR_RANGE = 17,
+  // Bytes that are not a valid skynet.pack message.
+  SKC_ERR_DECODE = 18,
+  // Values that skynet.pack cannot encode (too deep, too large, nil or NaN table key).
+  SKC_ERR_ENCODE = 19,
+  // A builder call out of order (a table left open, a key without a value, ...).
+  SKC_ERR_STATE = 20,
+  // No such entry (e.g. stats of a peer never used).
+  SKC_ERR_NOT_FOUND = 21,
+  // Memory allocation failed.
+  SKC_ERR_NOMEM = 22,
+  // An internal error (a bug): a panic was caught at the boundary.
+  SKC_ERR_INTERNAL = 99,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum skc_status skc_status;
+#else
+typedef int32_t skc_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// The type of one value in a `skc_values`.
+enum skc_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  SKC_TYPE_NIL = 0,
+  SKC_TYPE_BOOLEAN = 1,
+  // A Lua integer.
+  SKC_TYPE_INTEGER = 2,
+  // A Lua float.
+  SKC_TYPE_REAL = 3,
+  // A Lua string (any bytes).
+  SKC_TYPE_STRING = 4,
+  SKC_TYPE_TABLE = 5,
+  // A light userdata (a pointer value from another process: only its number is kept).
+  SKC_TYPE_USERDATA = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum skc_type skc_type;
+#else
+typedef int32_t skc_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A node of the cluster: one I/O thread, its listeners and its links to peer nodes.
+// Opaque: create with `skc_node_new`, destroy with `skc_node_destroy`.
+typedef struct skc_node skc_node;
+
+// A skynet.pack builder. Opaque: `skc_pack_new`, then values, then `skc_pack_finish` (or
+// `skc_pack_free` to abandon it).
+typedef struct skc_pack skc_pack;
+
+// A completion queue. Opaque: create with `skc_queue_new`, free with `skc_queue_free`.
+typedef struct skc_queue skc_queue;
+
+// The pending answer to one request. Opaque: answer it exactly once with `skc_respond` or
+// `skc_respond_error` (which free it), from any thread, now or later.
+typedef struct skc_responder skc_responder;
+
+// A decoded skynet.pack message: a list of values. Opaque: made by `skc_unpack`,
+// `skc_values_array` or `skc_values_hash`; freed with `skc_values_free`.
+typedef struct skc_values skc_values;
+
+// What `skc_call_async` calls when the call ends. `status` is `SKC_OK` with the answer in
+// `data`/`len`, or an error code with its text in `data`/`len` (NUL-terminated, the NUL not
+// counted).
+//
+// Runs exactly once, on the node's I/O thread (or on the thread whose action ended the call,
+// e.g. `skc_reload` or `skc_node_destroy`). It must not block; it may start other calls
+// (`skc_call_async`, `skc_push`, ...) but a blocking `skc_call` from it fails with
+// `SKC_ERR_DEADLOCK`. It must not unwind (no C++ exception may leave it).
+// Ownership: `data` is borrowed for the duration of the callback; copy what you keep.
+typedef void (*skc_call_cb)(void *ud, skc_status status, const uint8_t *data, size_t len);
+
+// One finished call, as `skc_queue_pop` returns it.
+typedef struct skc_completion {
+  // The token given to `skc_call_queued`.
+  uint64_t token;
+  // `SKC_OK`, or why the call failed.
+  skc_status status;
+  // `SKC_OK`: the answer (skynet.pack bytes). Otherwise the error text, NUL-terminated (the
+  // NUL is not counted in `len`). Never NULL. Ownership: the caller owns it and frees it
+  // with `skc_free`.
+  uint8_t *data;
+  // Bytes at `data`.
+  size_t len;
+} skc_completion;
+
+// One request or push, as the handler sees it. Every pointer in it is borrowed for the
+// duration of the handler call only: copy what you keep.
+typedef struct skc_request {
+  // The target service name, NUL-terminated (`".db"`, a skynet local name), or NULL when
+  // the request is addressed by number (`id`). `@name`s registered with `skc_register`
+  // arrive already resolved, as their `id`.
+  const char *name;
+  // Bytes of `name` without the NUL (0 when `name` is NULL).
+  size_t name_len;
+  // The numeric target address (0 when addressed by `name`).
+  uint32_t id;
+  // The request's session on its link (0 for a single-frame push).
+  uint32_t session;
+  // The payload (usually skynet.pack bytes; read it with `skc_unpack`). Not NULL.
+  const uint8_t *data;
+  size_t len;
+  // The trace tag sent just before this request, or NULL.
+  const uint8_t *trace;
+  size_t trace_len;
+  // Identifies the accepted link the request came on (unique within the node).
+  uint64_t link;
+} skc_request;
+
+// The request handler given to `skc_serve`. For a call, `r` is the responder to answer with
+// (exactly once, now or later, from any thread); for a push, `r` is NULL.
+//
+// Runs on the node's I/O thread, one request at a time: it must not block (hand slow work to
+// your own threads and answer from there). It must not unwind (no C++ exception may leave it).
+// A blocking `skc_call` from it fails with `SKC_ERR_DEADLOCK`.
+// Ownership: `req` and everything it points to are borrowed for the call; `r` is owned by the
+// handler from now on and is freed by answering it.
+typedef void (*skc_handler)(void *ud, const struct skc_request *req, struct skc_responder *r);
+
+// Counters of the link(s) to one peer node (they survive reconnects), or of all accepted
+// links together. Latencies are in microseconds, measured from sending a call to its answer.
+typedef struct skc_stats {
+  // Calls (and queries) sent, or requests received on accepted links.
+  uint64_t calls;
+  // Pushes sent, or received on accepted links.
+  uint64_t pushes;
+  uint64_t bytes_in;
+  uint64_t bytes_out;
+  // Calls that ended with an error, or dropped links.
+  uint64_t errors;
+  uint64_t timeouts;
+  // Connections established.
+  uint64_t connects;
+  // Connections lost or closed.
+  uint64_t drops;
+  // Completed calls counted in the latency histogram, and its percentiles.
+  uint64_t latency_count;
+  uint64_t p50_us;
+  uint64_t p99_us;
+  uint64_t p999_us;
+  uint64_t max_us;
+  // A link to the peer is connected right now (always false for accepted links).
+  bool link_up;
+} skc_stats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -15,6 +214,414 @@ extern "C" {
 //
 // Ownership: the string is static; the caller must not free it. Thread-safe.
 const char *skc_version(void);
+
+// The text of the last error on the calling thread, NUL-terminated (an empty string when no
+// call on this thread has failed yet). A remote error's text may contain NUL bytes: use
+// `skc_last_error_len` for its full length.
+//
+// Ownership: the string belongs to the library and stays valid until the next `skc_*` call
+// on the same thread that fails; copy it to keep it. Never free it.
+// Thread-safety: thread-safe; each thread has its own last error.
+const char *skc_last_error(void);
+
+// The length in bytes of `skc_last_error()`, without its terminating NUL.
+//
+// Ownership: nothing is allocated or freed. Thread-safety: thread-safe (per thread).
+size_t skc_last_error_len(void);
+
+// A static name for a status code, e.g. `"SKC_ERR_TIMEOUT"` (`"SKC_ERR_UNKNOWN"` for a value
+// that is not a status).
+//
+// Ownership: the string is static; never free it. Thread-safety: thread-safe.
+const char *skc_status_name(int32_t status);
+
+// Frees a buffer this library returned: an answer of `skc_call`, the bytes of
+// `skc_pack_finish`, the data of a `skc_completion`. NULL is ignored.
+//
+// Ownership: takes ownership of `p` and frees it; `p` must come from one of the functions
+// above (they allocate with `malloc`, so plain `free` is equivalent) and must not be used
+// again. A double free is not detectable here.
+// Thread-safety: thread-safe.
+void skc_free(uint8_t *p);
+
+// Creates a node and starts its I/O thread. It calls nothing until it has a node map
+// (`skc_reload` / `skc_reload_text`) and serves nothing until `skc_listen` and `skc_serve`.
+//
+// `nodename`: the name that goes into trace tags; NULL for stock's default (hostname + pid).
+// On success `*out` is the new node; on failure it is set to NULL.
+//
+// Ownership: the caller owns the node and must destroy it with `skc_node_destroy`
+// (exactly once). `nodename` is copied.
+// Thread-safety: thread-safe.
+skc_status skc_node_new(const char *nodename, struct skc_node **out);
+
+// Destroys a node: fails its pending calls (`SKC_ERR_LINK_DOWN`, "node shut down"; their
+// callbacks run before this returns), closes every link and listener, drops the responders
+// of requests it has not answered yet, and joins its I/O thread.
+//
+// Errors: `SKC_ERR_HANDLE` for a node already destroyed (double destroy is detected and
+// harmless), `SKC_ERR_NULL` for NULL, `SKC_ERR_DEADLOCK` when called from one of this
+// node's own callbacks (the node is then left alive).
+//
+// Ownership: takes back the node; the handle is invalid afterwards (every later use returns
+// `SKC_ERR_HANDLE`). Responders of this node become invalid too.
+// Thread-safety: thread-safe; calls still running on other threads return `SKC_ERR_SHUTDOWN`
+// or `SKC_ERR_LINK_DOWN`.
+skc_status skc_node_destroy(struct skc_node *node);
+
+// Listens for peer nodes on `addr` (`"host:port"`; port 0 picks a free port). On success the
+// bound port is written to `*port` (when `port` is not NULL). Accepted links are served by the
+// handler set with `skc_serve` (without one, calls are answered with the error "no service").
+//
+// Ownership: `addr` is borrowed for the call. Thread-safety: thread-safe.
+skc_status skc_listen(struct skc_node *node, const char *addr, uint16_t *port);
+
+// Updates the node map, like `cluster.reload`: for each `i < n`, node `names[i]` is at
+// `addrs[i]` (`"host:port"`), or marked down when `addrs[i]` is NULL. Nodes not named keep
+// their entry. A node whose address changed loses its link (its pending calls fail with
+// `SKC_ERR_LINK_DOWN`); the next call connects to the new address. Calls waiting for an
+// address are woken.
+//
+// Ownership: the arrays and strings are borrowed for the call. Thread-safety: thread-safe.
+skc_status skc_reload(struct skc_node *node,
+                      const char *const *names,
+                      const char *const *addrs,
+                      size_t n);
+
+// `skc_reload` from text in stock's cluster config format, e.g.
+// `"db = \"127.0.0.1:2528\"\ndb2 = false\n__nowaiting = true"`. Nothing is applied when the
+// text does not parse (`SKC_ERR_INVALID`, the text names the line).
+//
+// Ownership: `text` is borrowed for the call. Thread-safety: thread-safe.
+skc_status skc_reload_text(struct skc_node *node, const char *text);
+
+// Stock's `__nowaiting`: when true, a call to a node that has no address fails at once with
+// `SKC_ERR_NODE_ABSENT` instead of waiting (until its timeout) for a reload that gives one.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_set_nowaiting(struct skc_node *node, bool on);
+
+// Registers `name` (without the `@`) for the numeric address `id`, like `cluster.register`:
+// calls to `@name` reach the handler with `id`, and `skc_query` / `cluster.query` answer `id`.
+//
+// Ownership: `name` is copied. Thread-safety: thread-safe.
+skc_status skc_register(struct skc_node *node, const char *name, uint32_t id);
+
+// Removes a name registered with `skc_register` (no error if it was not registered).
+//
+// Ownership: `name` is borrowed for the call. Thread-safety: thread-safe.
+skc_status skc_unregister(struct skc_node *node, const char *name);
+
+// Writes to `*up` whether a link to peer node `peer` is connected right now.
+//
+// Ownership: `peer` is borrowed for the call. Thread-safety: thread-safe.
+skc_status skc_link_up(struct skc_node *node, const char *peer, bool *up);
+
+// Sets the trace tag of the calls the calling thread makes from now on (`skc_call`,
+// `skc_call_async`, `skc_call_queued`, `skc_query`), like `skynet.trace`: each such call is
+// preceded by a trace frame. A tag that does not start with `(` is sent as
+// `(<nodename>-<peer>-<session>)<tag>`, as stock does. NULL turns tracing off.
+//
+// Ownership: `tag` is copied. Thread-safety: thread-safe; the setting is per thread.
+skc_status skc_trace(const char *tag);
+
+// Calls a service on peer node `peer` and waits for its answer (`cluster.call` with a packed
+// request). `data`/`len`: the request, usually skynet.pack bytes from `skc_pack_finish` (may
+// be NULL when `len` is 0). `timeout_ms`: 0 waits forever (stock's behaviour); a call to a
+// peer with no address yet waits for a reload until then, unless `skc_set_nowaiting`.
+//
+// On `SKC_OK`, `*resp` and `*resp_len` hold the answer (never NULL, even when empty). On an
+// error they are NULL / 0 and `skc_last_error()` has the text; for `SKC_ERR_REMOTE` that is the
+// remote's error message.
+//
+// Ownership: `peer`, `name` and `data` are borrowed for the call; the caller owns `*resp` and
+// frees it with `skc_free`.
+// Thread-safety: thread-safe; blocks the calling thread. From a node callback it fails with
+// `SKC_ERR_DEADLOCK`.
+skc_status skc_call(struct skc_node *node,
+                    const char *peer,
+                    const char *name,
+                    uint32_t id,
+                    const uint8_t *data,
+                    size_t len,
+                    uint32_t timeout_ms,
+                    uint8_t **resp,
+                    size_t *resp_len);
+
+// Calls a service without blocking: `cb(ud, status, data, len)` runs once when the call ends
+// (answer, error, or timeout after `timeout_ms`; 0: no timeout). A peer with no address fails
+// at once (`SKC_ERR_NODE_ABSENT`), it is not waited for.
+//
+// Returns `SKC_OK` when the call was sent: the callback will run exactly once. Any other
+// status means nothing was sent and the callback will never run.
+//
+// Ownership: `peer`, `name` and `data` are borrowed for this call only (the request is copied
+// before it returns); `ud` is passed back untouched, the caller keeps owning what it points to.
+// Thread-safety: thread-safe; never blocks on the network.
+skc_status skc_call_async(struct skc_node *node,
+                          const char *peer,
+                          const char *name,
+                          uint32_t id,
+                          const uint8_t *data,
+                          size_t len,
+                          uint32_t timeout_ms,
+                          skc_call_cb cb,
+                          void *ud);
+
+// Calls a service without blocking; the outcome goes into queue `q` as a `skc_completion`
+// carrying `token` (take it with `skc_queue_pop` / `skc_queue_wait`; the queue's fd becomes
+// readable). `timeout_ms`: 0 = no timeout. A peer with no address fails at once.
+//
+// Returns `SKC_OK` when the call was sent: exactly one completion will be queued. Any other
+// status means nothing was sent and nothing will be queued.
+//
+// Ownership: `peer`, `name` and `data` are borrowed for this call only; the queue is not
+// consumed (free it with `skc_queue_free`; pending calls keep its internals alive).
+// Thread-safety: thread-safe; never blocks on the network.
+skc_status skc_call_queued(struct skc_node *node,
+                           const char *peer,
+                           const char *name,
+                           uint32_t id,
+                           const uint8_t *data,
+                           size_t len,
+                           uint32_t timeout_ms,
+                           struct skc_queue *q,
+                           uint64_t token);
+
+// Sends a push (`cluster.send`): no answer. Never waits: fails at once on a peer with no
+// address, a full send queue (`SKC_ERR_OVERLOADED`) or a failed connect; a link still being
+// connected queues it. `SKC_OK` means queued for sending, not delivered.
+//
+// Ownership: `peer`, `name` and `data` are borrowed for the call (the request is copied).
+// Thread-safety: thread-safe.
+skc_status skc_push(struct skc_node *node,
+                    const char *peer,
+                    const char *name,
+                    uint32_t id,
+                    const uint8_t *data,
+                    size_t len);
+
+// `cluster.query(peer, name)`: the numeric address registered as `name` (without `@`) on
+// peer node `peer`, written to `*id`. Blocks like `skc_call` (`timeout_ms`: 0 = forever).
+// A name not registered there gives `SKC_ERR_REMOTE` ("name not found" from our nodes; stock
+// nodes answer with their own text).
+//
+// Ownership: the strings are borrowed for the call. Thread-safety: thread-safe; blocks; from a
+// node callback it fails with `SKC_ERR_DEADLOCK`.
+skc_status skc_query(struct skc_node *node,
+                     const char *peer,
+                     const char *name,
+                     uint32_t timeout_ms,
+                     uint32_t *id);
+
+// Creates a completion queue for `skc_call_queued`. On failure `*out` is set to NULL.
+//
+// Ownership: the caller owns the queue and frees it with `skc_queue_free`.
+// Thread-safety: thread-safe.
+skc_status skc_queue_new(struct skc_queue **out_q);
+
+// Writes the queue's file descriptor to `*fd`: an eventfd that is readable while the queue
+// holds completions (wait for `POLLIN`/`EPOLLIN`, then call `skc_queue_pop` until it returns
+// `SKC_ERR_AGAIN`). Do not read or close it yourself.
+//
+// Ownership: the fd belongs to the queue and is closed when the queue is freed and its last
+// pending call has ended. Thread-safety: thread-safe.
+skc_status skc_queue_fd(struct skc_queue *q, int *fd);
+
+// Takes the oldest completion without waiting: `SKC_OK` and `*out` filled, or
+// `SKC_ERR_AGAIN` when the queue is empty. `out_size` must be `sizeof(skc_completion)`.
+//
+// Ownership: `out->data` is the caller's, freed with `skc_free`.
+// Thread-safety: thread-safe; each completion is returned to exactly one caller.
+skc_status skc_queue_pop(struct skc_queue *q, struct skc_completion *out, size_t out_size);
+
+// Like `skc_queue_pop`, but waits up to `timeout_ms` (0: forever) for a completion;
+// `SKC_ERR_TIMEOUT` when none came.
+//
+// Ownership: as `skc_queue_pop`. Thread-safety: thread-safe. Blocks: never call it from a
+// node callback while the completion you wait for needs that node's thread.
+skc_status skc_queue_wait(struct skc_queue *q,
+                          uint32_t timeout_ms,
+                          struct skc_completion *out,
+                          size_t out_size);
+
+// Frees a queue. Completions still in it are discarded (their data freed); calls still
+// pending on it complete into nothing (the queue's memory and fd are released when the
+// last of them ends).
+//
+// Ownership: takes back the queue; the handle is invalid afterwards (`SKC_ERR_HANDLE` on
+// every later use, including a second free). Thread-safety: thread-safe.
+skc_status skc_queue_free(struct skc_queue *q);
+
+// Sets (or replaces) the handler of every request and push arriving on the node's accepted
+// links. `ud` is passed back to every call of `handler`.
+//
+// Ownership: `ud` stays the caller's; it must stay valid until the node is destroyed or the
+// handler replaced (the library never frees it).
+// Thread-safety: thread-safe; requests already being handled finish with the old handler.
+skc_status skc_serve(struct skc_node *node, skc_handler handler, void *ud);
+
+// Answers a request with `data`/`len` (usually skynet.pack bytes; NULL allowed when `len` is
+// 0). Answers above 32 KiB go multi-part, as stock. If the link dropped meanwhile, the answer
+// is discarded (still `SKC_OK`).
+//
+// Ownership: consumes and frees `r` (any later use: `SKC_ERR_HANDLE`, so a double answer is
+// detected and sends nothing). `data` is copied before this returns.
+// Thread-safety: thread-safe; may be called from any thread, inside or after the handler.
+// On an argument error (`SKC_ERR_NULL`) the responder is left untouched.
+skc_status skc_respond(struct skc_responder *r, const uint8_t *data, size_t len);
+
+// Answers a request with an error: the caller's `cluster.call` raises `msg` (truncated to
+// 32 KiB, as stock).
+//
+// Ownership: consumes and frees `r` (as `skc_respond`); `msg` is copied.
+// Thread-safety: thread-safe, from any thread.
+skc_status skc_respond_error(struct skc_responder *r, const char *msg);
+
+// Starts a message. On failure `*out` is set to NULL.
+//
+// Ownership: the caller owns the builder; `skc_pack_finish` or `skc_pack_free` frees it.
+// Thread-safety: thread-safe (a builder may be used from any thread, one call at a time is
+// not required: calls are serialized).
+skc_status skc_pack_new(struct skc_pack **out_p);
+
+// Appends `nil`. Ownership: nothing is allocated for the caller. Thread-safety: thread-safe.
+skc_status skc_pack_nil(struct skc_pack *p);
+
+// Appends a boolean. Ownership: nothing is allocated for the caller. Thread-safety: thread-safe.
+skc_status skc_pack_boolean(struct skc_pack *p, bool v);
+
+// Appends a Lua integer. Ownership: nothing is allocated for the caller. Thread-safety: thread-safe.
+skc_status skc_pack_integer(struct skc_pack *p,
+                            int64_t v);
+
+// Appends a Lua float. Ownership: nothing is allocated for the caller. Thread-safety: thread-safe.
+skc_status skc_pack_real(struct skc_pack *p, double v);
+
+// Appends a string given NUL-terminated.
+//
+// Ownership: `s` is copied. Thread-safety: thread-safe.
+skc_status skc_pack_string(struct skc_pack *p, const char *s);
+
+// Appends a string of `len` bytes (any bytes; `s` may be NULL when `len` is 0).
+//
+// Ownership: the bytes are copied. Thread-safety: thread-safe.
+skc_status skc_pack_lstring(struct skc_pack *p, const uint8_t *s, size_t len);
+
+// Opens a table: the values appended next go into its array part (`t[1]`, `t[2]`, ...) until
+// `skc_pack_table_end`, except those placed as keys/values by `skc_pack_key` / `skc_pack_field`.
+//
+// Ownership: nothing is allocated for the caller. Thread-safety: thread-safe.
+skc_status skc_pack_table_begin(struct skc_pack *p);
+
+// Inside a table: the next value appended is a key, and the one after it that key's value
+// (a hash entry, written in the order given). A nil or NaN key gives `SKC_ERR_ENCODE`.
+//
+// Ownership: nothing is allocated for the caller. Thread-safety: thread-safe.
+skc_status skc_pack_key(struct skc_pack *p);
+
+// Inside a table: the next value appended is the value of string key `key` (`t.key = ...`).
+//
+// Ownership: `key` is copied. Thread-safety: thread-safe.
+skc_status skc_pack_field(struct skc_pack *p, const char *key);
+
+// Closes the innermost open table and appends it where it belongs.
+//
+// Ownership: nothing is allocated for the caller. Thread-safety: thread-safe.
+skc_status skc_pack_table_end(struct skc_pack *p);
+
+// Appends a copy of value `i` of `v` (any type, tables included): forwards a value read from
+// one message into another.
+//
+// Ownership: `v` is not consumed. Thread-safety: thread-safe.
+skc_status skc_pack_value(struct skc_pack *p, const struct skc_values *v, size_t i);
+
+// Finishes the message: `*out`/`*len` receive the skynet.pack bytes of every value appended
+// at top level, in order (never NULL, even for an empty message). `SKC_ERR_STATE` if a table
+// is still open, `SKC_ERR_ENCODE` if skynet.pack could not encode the values.
+//
+// Ownership: always consumes and frees the builder `p`, on success and on error (except for
+// `SKC_ERR_HANDLE`/`SKC_ERR_NULL` on `p` itself). The caller owns `*out` and frees it with
+// `skc_free`. Thread-safety: thread-safe.
+skc_status skc_pack_finish(struct skc_pack *p, uint8_t **out_buf, size_t *len);
+
+// Abandons a builder.
+//
+// Ownership: frees `p`; any later use (a second free included) gives `SKC_ERR_HANDLE`.
+// Thread-safety: thread-safe.
+skc_status skc_pack_free(struct skc_pack *p);
+
+// Decodes skynet.pack bytes (`data`/`len`, e.g. an answer from `skc_call`) into a list of
+// values. Malformed bytes give `SKC_ERR_DECODE` with stock's error text. On failure `*out` is
+// set to NULL.
+//
+// Ownership: `data` is borrowed for the call (everything is copied); the caller owns `*out`
+// and frees it with `skc_values_free`. Thread-safety: thread-safe.
+skc_status skc_unpack(const uint8_t *data, size_t len, struct skc_values **out_v);
+
+// Writes the number of values in `v` to `*n`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_values_count(const struct skc_values *v, size_t *n);
+
+// Writes the type of value `i` to `*t` (`SKC_ERR_RANGE` past the end).
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_values_type(const struct skc_values *v, size_t i, skc_type *t);
+
+// Writes boolean value `i` to `*b` (`SKC_ERR_TYPE` if it is not a boolean).
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_values_boolean(const struct skc_values *v, size_t i, bool *b);
+
+// Writes integer value `i` to `*n` (`SKC_ERR_TYPE` if it is not a Lua integer; a float with
+// an integral value is accepted, as Lua's `math.tointeger`).
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_values_integer(const struct skc_values *v, size_t i, int64_t *n);
+
+// Writes number value `i` (float or integer) to `*d`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_values_real(const struct skc_values *v, size_t i, double *d);
+
+// Gives string value `i`: `*s` points to its bytes and `*len` is their count. The bytes are
+// NOT NUL-terminated (a Lua string may hold any bytes): print with `"%.*s", (int)len, s`.
+//
+// Ownership: `*s` is borrowed from `v` and stays valid until `skc_values_free(v)`; never
+// free it. Thread-safety: thread-safe.
+skc_status skc_values_string(const struct skc_values *v, size_t i, const uint8_t **s, size_t *len);
+
+// Gives the array part (`t[1]`, `t[2]`, ...) of table value `i` as a new value list.
+//
+// Ownership: the caller owns `*out` (a copy) and frees it with `skc_values_free`.
+// Thread-safety: thread-safe.
+skc_status skc_values_array(const struct skc_values *v, size_t i, struct skc_values **out);
+
+// Gives the hash part of table value `i` as a new value list `key1, value1, key2, value2, ...`
+// in wire order.
+//
+// Ownership: the caller owns `*out` (a copy) and frees it with `skc_values_free`.
+// Thread-safety: thread-safe.
+skc_status skc_values_hash(const struct skc_values *v, size_t i, struct skc_values **out);
+
+// Frees a value list; pointers borrowed from it (strings) become invalid.
+//
+// Ownership: frees `v`; any later use (a second free included) gives `SKC_ERR_HANDLE`.
+// Thread-safety: thread-safe.
+skc_status skc_values_free(struct skc_values *v);
+
+// Fills `*out` with the counters of the link to peer node `peer`, or with those of all
+// accepted links together when `peer` is NULL. `out_size` must be `sizeof(skc_stats)` (a
+// smaller value gives `SKC_ERR_SIZE`: a header/library mismatch). A peer never called or
+// pushed to gives `SKC_ERR_NOT_FOUND`.
+//
+// Ownership: `peer` is borrowed; `*out` is the caller's storage. Thread-safety: thread-safe
+// (counters are read while the node runs; they are consistent individually, not together).
+skc_status skc_stats_get(struct skc_node *node,
+                         const char *peer,
+                         struct skc_stats *out,
+                         size_t out_size);
 
 #ifdef __cplusplus
 }  // extern "C"

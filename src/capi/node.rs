@@ -1,0 +1,289 @@
+//! `skc_node`: create / destroy a node, its node map, listening, registered names.
+
+use super::error::{guard, skc_status, Error, Res};
+use super::handle::{self, cstr, lookup, out, remove, Obj};
+use crate::engine::{Config, Handle, Node};
+use parking_lot::Mutex;
+use std::cell::Cell;
+use std::os::raw::c_char;
+use std::sync::Arc;
+
+/// A node of the cluster: one I/O thread, its listeners and its links to peer nodes.
+/// Opaque: create with `skc_node_new`, destroy with `skc_node_destroy`.
+pub struct skc_node {
+    _private: [u8; 0],
+}
+
+pub(crate) struct NodeObj {
+    pub token: usize,
+    pub node: Mutex<Option<Node>>,
+    pub handle: Handle,
+}
+
+thread_local! {
+    /// The token of the node whose callback (service handler, call completion) runs on this
+    /// thread right now, 0 outside callbacks.
+    static IN_CALLBACK: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f` marked as a callback of node `token`.
+pub(crate) fn in_callback<R>(token: usize, f: impl FnOnce() -> R) -> R {
+    let prev = IN_CALLBACK.with(|c| c.replace(token));
+    struct Reset(usize);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_CALLBACK.with(|c| c.set(self.0));
+        }
+    }
+    let _r = Reset(prev);
+    f()
+}
+
+pub(crate) fn node_token(p: *const skc_node) -> usize {
+    p as usize
+}
+
+/// The live node behind a handle.
+pub(crate) fn get(p: *const skc_node) -> Res<Arc<NodeObj>> {
+    lookup("skc_node", node_token(p), |o| match o {
+        Obj::Node(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+/// Creates a node and starts its I/O thread. It calls nothing until it has a node map
+/// (`skc_reload` / `skc_reload_text`) and serves nothing until `skc_listen` and `skc_serve`.
+///
+/// `nodename`: the name that goes into trace tags; NULL for stock's default (hostname + pid).
+/// On success `*out` is the new node; on failure it is set to NULL.
+///
+/// Ownership: the caller owns the node and must destroy it with `skc_node_destroy`
+/// (exactly once). `nodename` is copied.
+/// Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_node_new(nodename: *const c_char, out: *mut *mut skc_node) -> skc_status {
+    handle::clear(out);
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::null("out"));
+        }
+        let nodename = if nodename.is_null() { None } else { Some(cstr(nodename, "nodename")?.to_string()) };
+        let cfg = Config { nodename, ..Config::default() };
+        let node = Node::new(cfg).map_err(|e| Error::new(skc_status::SKC_ERR_IO, format!("cannot start node: {e}")))?;
+        let t = handle::new_token();
+        let handle = node.handle();
+        handle::insert_at(t, Obj::Node(Arc::new(NodeObj { token: t, node: Mutex::new(Some(node)), handle })));
+        handle::out(out, "out", t as *mut skc_node)
+    })
+}
+
+/// Destroys a node: fails its pending calls (`SKC_ERR_LINK_DOWN`, "node shut down"; their
+/// callbacks run before this returns), closes every link and listener, drops the responders
+/// of requests it has not answered yet, and joins its I/O thread.
+///
+/// Errors: `SKC_ERR_HANDLE` for a node already destroyed (double destroy is detected and
+/// harmless), `SKC_ERR_NULL` for NULL, `SKC_ERR_DEADLOCK` when called from one of this
+/// node's own callbacks (the node is then left alive).
+///
+/// Ownership: takes back the node; the handle is invalid afterwards (every later use returns
+/// `SKC_ERR_HANDLE`). Responders of this node become invalid too.
+/// Thread-safety: thread-safe; calls still running on other threads return `SKC_ERR_SHUTDOWN`
+/// or `SKC_ERR_LINK_DOWN`.
+#[no_mangle]
+pub extern "C" fn skc_node_destroy(node: *mut skc_node) -> skc_status {
+    guard(|| {
+        let t = node_token(node);
+        if t != 0 && IN_CALLBACK.with(|c| c.get()) == t {
+            get(node)?;
+            return Err(Error::new(skc_status::SKC_ERR_DEADLOCK, "skc_node_destroy called from the node's own callback"));
+        }
+        let obj = remove("skc_node", t, |o| match o {
+            Obj::Node(n) => Ok(n),
+            o => Err(o),
+        })?;
+        let n = obj.node.lock().take();
+        drop(n); // shuts down, joins the I/O thread
+        // Unanswered requests of this node: dropping a responder answers "no response" on a
+        // closed link, which is discarded.
+        let stale: Vec<Obj> = {
+            let mut reg = handle::REG.write();
+            let keys: Vec<usize> =
+                reg.iter().filter(|(_, o)| matches!(o, Obj::Responder(n, _) if *n == t)).map(|(k, _)| *k).collect();
+            keys.into_iter().filter_map(|k| reg.remove(&k)).collect()
+        };
+        drop(stale);
+        Ok(())
+    })
+}
+
+/// Listens for peer nodes on `addr` (`"host:port"`; port 0 picks a free port). On success the
+/// bound port is written to `*port` (when `port` is not NULL). Accepted links are served by the
+/// handler set with `skc_serve` (without one, calls are answered with the error "no service").
+///
+/// Ownership: `addr` is borrowed for the call. Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_listen(node: *mut skc_node, addr: *const c_char, port: *mut u16) -> skc_status {
+    guard(|| {
+        let n = get(node)?;
+        let a = cstr(addr, "addr")?;
+        let sa = n.handle.listen(a).map_err(|e| Error::new(skc_status::SKC_ERR_IO, format!("listen on {a}: {e}")))?;
+        if !port.is_null() {
+            out(port, "port", sa.port())?;
+        }
+        Ok(())
+    })
+}
+
+/// Updates the node map, like `cluster.reload`: for each `i < n`, node `names[i]` is at
+/// `addrs[i]` (`"host:port"`), or marked down when `addrs[i]` is NULL. Nodes not named keep
+/// their entry. A node whose address changed loses its link (its pending calls fail with
+/// `SKC_ERR_LINK_DOWN`); the next call connects to the new address. Calls waiting for an
+/// address are woken.
+///
+/// Ownership: the arrays and strings are borrowed for the call. Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_reload(
+    node: *mut skc_node,
+    names: *const *const c_char,
+    addrs: *const *const c_char,
+    n: usize,
+) -> skc_status {
+    guard(|| {
+        let nd = get(node)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if names.is_null() || addrs.is_null() {
+            return Err(Error::null("names or addrs"));
+        }
+        if n > (isize::MAX as usize) / std::mem::size_of::<*const c_char>() {
+            return Err(Error::new(skc_status::SKC_ERR_SIZE, "n is out of range"));
+        }
+        // SAFETY: both arrays are non-NULL and documented to hold `n` pointers.
+        let (ns, as_) = unsafe { (std::slice::from_raw_parts(names, n), std::slice::from_raw_parts(addrs, n)) };
+        let mut map = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = cstr(ns[i], "names[i]")?;
+            let a = if as_[i].is_null() { None } else { Some(cstr(as_[i], "addrs[i]")?) };
+            map.push((name, a));
+        }
+        nd.handle.reload(&map);
+        Ok(())
+    })
+}
+
+/// Parses a node map in stock's cluster config format (the file `clustername` names):
+/// one `name = "host:port"` or `name = false` per line, `--` comments, blank lines, and
+/// `__nowaiting = true|false` (calls to a node without address fail at once instead of
+/// waiting). Entries are separated by newlines or `,`/`;`.
+pub(crate) fn parse_node_map(text: &str) -> Result<(Vec<(String, Option<String>)>, Option<bool>), String> {
+    let mut map = Vec::new();
+    let mut nowaiting = None;
+    for (ln, line) in text.lines().enumerate() {
+        let line = line.split("--").next().unwrap_or("");
+        for entry in line.split([',', ';']) {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let Some((k, v)) = entry.split_once('=') else {
+                return Err(format!("line {}: expected `name = \"host:port\"` or `name = false`", ln + 1));
+            };
+            let k = k.trim();
+            let v = v.trim();
+            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("line {}: bad node name `{k}`", ln + 1));
+            }
+            if k == "__nowaiting" {
+                nowaiting = Some(match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("line {}: __nowaiting must be true or false", ln + 1)),
+                });
+                continue;
+            }
+            let addr = if v == "false" {
+                None
+            } else if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+                Some(v[1..v.len() - 1].to_string())
+            } else {
+                return Err(format!("line {}: the address of `{k}` must be a quoted \"host:port\" or false", ln + 1));
+            };
+            map.push((k.to_string(), addr));
+        }
+    }
+    Ok((map, nowaiting))
+}
+
+/// `skc_reload` from text in stock's cluster config format, e.g.
+/// `"db = \"127.0.0.1:2528\"\ndb2 = false\n__nowaiting = true"`. Nothing is applied when the
+/// text does not parse (`SKC_ERR_INVALID`, the text names the line).
+///
+/// Ownership: `text` is borrowed for the call. Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_reload_text(node: *mut skc_node, text: *const c_char) -> skc_status {
+    guard(|| {
+        let nd = get(node)?;
+        let t = cstr(text, "text")?;
+        let (map, nowaiting) = parse_node_map(t).map_err(Error::invalid)?;
+        let refs: Vec<(&str, Option<&str>)> = map.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        if let Some(w) = nowaiting {
+            nd.handle.set_nowaiting(w);
+        }
+        nd.handle.reload(&refs);
+        Ok(())
+    })
+}
+
+/// Stock's `__nowaiting`: when true, a call to a node that has no address fails at once with
+/// `SKC_ERR_NODE_ABSENT` instead of waiting (until its timeout) for a reload that gives one.
+///
+/// Ownership: nothing is allocated. Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_set_nowaiting(node: *mut skc_node, on: bool) -> skc_status {
+    guard(|| {
+        get(node)?.handle.set_nowaiting(on);
+        Ok(())
+    })
+}
+
+/// Registers `name` (without the `@`) for the numeric address `id`, like `cluster.register`:
+/// calls to `@name` reach the handler with `id`, and `skc_query` / `cluster.query` answer `id`.
+///
+/// Ownership: `name` is copied. Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_register(node: *mut skc_node, name: *const c_char, id: u32) -> skc_status {
+    guard(|| {
+        let nd = get(node)?;
+        let n = cstr(name, "name")?;
+        if n.is_empty() || n.len() > 255 {
+            return Err(Error::invalid("name length must be between 1 and 255"));
+        }
+        nd.handle.register(n, id);
+        Ok(())
+    })
+}
+
+/// Removes a name registered with `skc_register` (no error if it was not registered).
+///
+/// Ownership: `name` is borrowed for the call. Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_unregister(node: *mut skc_node, name: *const c_char) -> skc_status {
+    guard(|| {
+        let nd = get(node)?;
+        nd.handle.unregister(cstr(name, "name")?);
+        Ok(())
+    })
+}
+
+/// Writes to `*up` whether a link to peer node `peer` is connected right now.
+///
+/// Ownership: `peer` is borrowed for the call. Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_link_up(node: *mut skc_node, peer: *const c_char, up: *mut bool) -> skc_status {
+    guard(|| {
+        let nd = get(node)?;
+        let p = cstr(peer, "peer")?;
+        out(up, "up", nd.handle.link_up(p))
+    })
+}

@@ -1,0 +1,86 @@
+//! Per-link counters.
+
+use super::error::{guard, skc_status, Error};
+use super::handle::cstr;
+use super::node::{get, skc_node};
+use std::os::raw::c_char;
+
+/// Counters of the link(s) to one peer node (they survive reconnects), or of all accepted
+/// links together. Latencies are in microseconds, measured from sending a call to its answer.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct skc_stats {
+    /// Calls (and queries) sent, or requests received on accepted links.
+    pub calls: u64,
+    /// Pushes sent, or received on accepted links.
+    pub pushes: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Calls that ended with an error, or dropped links.
+    pub errors: u64,
+    pub timeouts: u64,
+    /// Connections established.
+    pub connects: u64,
+    /// Connections lost or closed.
+    pub drops: u64,
+    /// Completed calls counted in the latency histogram, and its percentiles.
+    pub latency_count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// A link to the peer is connected right now (always false for accepted links).
+    pub link_up: bool,
+}
+
+/// Fills `*out` with the counters of the link to peer node `peer`, or with those of all
+/// accepted links together when `peer` is NULL. `out_size` must be `sizeof(skc_stats)` (a
+/// smaller value gives `SKC_ERR_SIZE`: a header/library mismatch). A peer never called or
+/// pushed to gives `SKC_ERR_NOT_FOUND`.
+///
+/// Ownership: `peer` is borrowed; `*out` is the caller's storage. Thread-safety: thread-safe
+/// (counters are read while the node runs; they are consistent individually, not together).
+#[no_mangle]
+pub extern "C" fn skc_stats_get(node: *mut skc_node, peer: *const c_char, out: *mut skc_stats, out_size: usize) -> skc_status {
+    guard(|| {
+        let n = get(node)?;
+        if out.is_null() {
+            return Err(Error::null("out"));
+        }
+        if out_size < std::mem::size_of::<skc_stats>() {
+            return Err(Error::new(
+                skc_status::SKC_ERR_SIZE,
+                format!("out_size {out_size} is smaller than sizeof(skc_stats) = {}", std::mem::size_of::<skc_stats>()),
+            ));
+        }
+        let (s, up) = if peer.is_null() {
+            (n.handle.inbound_stats(), false)
+        } else {
+            let p = cstr(peer, "peer")?;
+            let s = n
+                .handle
+                .stats(p)
+                .ok_or_else(|| Error::new(skc_status::SKC_ERR_NOT_FOUND, format!("no link to `{p}` was ever used")))?;
+            (s, n.handle.link_up(p))
+        };
+        let v = skc_stats {
+            calls: s.calls,
+            pushes: s.pushes,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            errors: s.errors,
+            timeouts: s.timeouts,
+            connects: s.connects,
+            drops: s.drops,
+            latency_count: s.latency_count,
+            p50_us: s.p50_us,
+            p99_us: s.p99_us,
+            p999_us: s.p999_us,
+            max_us: s.max_us,
+            link_up: up,
+        };
+        // SAFETY: non-NULL and at least sizeof(skc_stats) bytes, checked above.
+        unsafe { out.write(v) };
+        Ok(())
+    })
+}
