@@ -10,3 +10,4 @@ pub mod seri;
 pub mod engine;
 pub mod capi;
 pub mod lua;
+pub mod skynet;

@@ -1,0 +1,125 @@
+-- skynet.cluster over the native engine (skynet-cluster, issue 7).
+--
+-- A drop-in for stock lualib/skynet/cluster.lua: put this directory first on lua_path
+-- (lua_path = "<repo>/lualib/?.lua;" .. stock) and make cservice/skcluster.so a copy of
+-- (or a symlink to) libskynet_cluster.so. Same functions, same return values, same
+-- errors. The work is done by the C service `skcluster` (src/skynet), launched once per
+-- process by service/skclusterd.lua:
+--
+--   cluster.call  = one skynet message to skcluster, one answer message back from it
+--                   (PTYPE_RESPONSE with the remote payload, or PTYPE_ERROR: skynet.call
+--                   then raises its own "call failed", as with stock).
+--   cluster.send  = one skynet message to skcluster.
+--
+-- Message format: skynet.pack(node, address, args...); skcluster forwards the bytes
+-- after the first two values unchanged as the request payload. Control messages start
+-- with an integer command (see src/skynet/mod.rs, `Cmd`).
+
+local skynet = require "skynet"
+
+local cluster = {}
+local skcluster	-- handle of the C service
+local skclusterd	-- the Lua launcher (uniqueservice)
+
+local CMD_RELOAD, CMD_LISTEN, CMD_REGISTER, CMD_UNREGISTER, CMD_NODESTATE = 1, 2, 3, 4, 5
+
+-- Stock keeps, per calling service, the clustersender of each node it has reached once;
+-- a service that asks for a node with no address (absent with __nowaiting, or marked
+-- down) before that gets no sender and raises what skynet.call(nil, ...) raises.
+-- had_sender mirrors that cache so that the error texts match.
+local had_sender = {}
+
+local function call_failed(node, err)
+	if not had_sender[node] then
+		local state = skynet.call(skcluster, "lua", CMD_NODESTATE, node)
+		if state ~= "up" then
+			-- raises exactly what stock's cluster.call raises here
+			return skynet.call(nil, "lua", "req")
+		end
+		had_sender[node] = true
+	end
+	error(err, 0)
+end
+
+local function ret(node, ok, ...)
+	if ok then
+		if not had_sender[node] then
+			had_sender[node] = true
+		end
+		return ...
+	end
+	return call_failed(node, ...)
+end
+
+function cluster.call(node, address, ...)
+	return ret(node, pcall(skynet.call, skcluster, "lua", node, address, ...))
+end
+
+function cluster.send(node, address, ...)
+	skynet.send(skcluster, "lua", node, address, ...)
+end
+
+function cluster.open(port, maxclient)
+	if type(port) == "string" then
+		return skynet.call(skcluster, "lua", CMD_LISTEN, port, nil, maxclient)
+	else
+		return skynet.call(skcluster, "lua", CMD_LISTEN, "0.0.0.0", port, maxclient)
+	end
+end
+
+local function loadconfig()
+	local tmp = {}
+	local config_name = skynet.getenv "cluster"
+	if config_name then
+		local f = assert(io.open(config_name))
+		local source = f:read "*a"
+		f:close()
+		assert(load(source, "@" .. config_name, "t", tmp))()
+	end
+	return tmp
+end
+cluster.loadconfig = loadconfig
+
+function cluster.reload(config)
+	skynet.call(skcluster, "lua", CMD_RELOAD, config or loadconfig())
+end
+
+function cluster.proxy(node, name)
+	return skynet.call(skclusterd, "lua", "proxy", node, name)
+end
+
+function cluster.snax(node, name, address)
+	local snax = require "skynet.snax"
+	if not address then
+		address = cluster.call(node, ".service", "QUERY", "snaxd", name)
+	end
+	local handle = skynet.call(skclusterd, "lua", "proxy", node, address)
+	return snax.bind(handle, name)
+end
+
+function cluster.register(name, addr)
+	assert(type(name) == "string")
+	assert(addr == nil or type(addr) == "number")
+	return skynet.call(skcluster, "lua", CMD_REGISTER, name, addr)
+end
+
+function cluster.unregister(name)
+	assert(type(name) == "string")
+	return skynet.call(skcluster, "lua", CMD_UNREGISTER, name)
+end
+
+function cluster.query(node, name)
+	return ret(node, pcall(skynet.call, skcluster, "lua", node, 0, name))
+end
+
+-- Not in stock's API: the handle of the C service (for tools and tests).
+function cluster.native_handle()
+	return skcluster
+end
+
+skynet.init(function()
+	skclusterd = skynet.uniqueservice("skclusterd")
+	skcluster = skynet.call(skclusterd, "lua", "handle")
+end)
+
+return cluster

@@ -1,0 +1,106 @@
+//! The slice of skynet's C API the service uses, resolved from the host process at
+//! `skcluster_create` time (skynet links its executable with `-Wl,-E`, so every
+//! `skynet_*` function is in the global symbol scope).
+//!
+//! As with the Lua API in `src/lua/api.rs`, nothing here is a link-time extern: the
+//! library has no undefined `skynet_*` symbols, so it still loads into a plain C program,
+//! into `lua5.4`, and into the test double (`ctest/skynet_double.c`), which defines these
+//! same functions in its own executable.
+//!
+//! Signatures are those of `skynet-src/skynet.h` and `skynet-src/skynet_socket.h` (stable
+//! across skynet 1.x and master). `skynet_malloc`/`skynet_free` are `malloc`/`free` when
+//! skynet is built without jemalloc and `je_malloc`/`je_free` with it; the service never
+//! hands skynet a buffer it allocated itself (`skynet_send` without `PTYPE_TAG_DONTCOPY`
+//! copies), and the only skynet buffer it frees is a socket message's data buffer, with
+//! `skynet_free` when the host exports it, else `free`.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_int, c_void};
+
+pub type skynet_cb = unsafe extern "C" fn(
+    ctx: *mut c_void,
+    ud: *mut c_void,
+    ty: c_int,
+    session: c_int,
+    source: u32,
+    msg: *const c_void,
+    sz: usize,
+) -> c_int;
+
+pub const PTYPE_RESPONSE: c_int = 1;
+pub const PTYPE_SOCKET: c_int = 6;
+pub const PTYPE_ERROR: c_int = 7;
+pub const PTYPE_LUA: c_int = 10;
+pub const PTYPE_TRACE: c_int = 12;
+
+/// `struct skynet_socket_message` (skynet_socket.h).
+#[repr(C)]
+pub struct SocketMessage {
+    pub ty: c_int,
+    pub id: c_int,
+    pub ud: c_int,
+    pub buffer: *mut c_char,
+}
+pub const SKYNET_SOCKET_TYPE_DATA: c_int = 1;
+
+/// Pointers to the host's skynet functions.
+pub struct Api {
+    pub send: unsafe extern "C" fn(*mut c_void, u32, u32, c_int, c_int, *mut c_void, usize) -> c_int,
+    pub callback: unsafe extern "C" fn(*mut c_void, *mut c_void, skynet_cb),
+    pub error: unsafe extern "C" fn(*mut c_void, *const c_char, ...),
+    pub queryname: unsafe extern "C" fn(*mut c_void, *const c_char) -> u32,
+    /// Optional: the worker wake-up channel (see `mod.rs`, "Waking skynet's workers").
+    pub socket_bind: Option<unsafe extern "C" fn(*mut c_void, c_int) -> c_int>,
+    pub socket_close: Option<unsafe extern "C" fn(*mut c_void, c_int)>,
+    pub free: unsafe extern "C" fn(*mut c_void),
+}
+
+fn sym(name: &'static str) -> *mut c_void {
+    debug_assert!(name.ends_with('\0'));
+    // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the process's global scope.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr().cast()) }
+}
+
+macro_rules! need {
+    ($name:literal, $ty:ty) => {{
+        let p = sym(concat!($name, "\0"));
+        if p.is_null() {
+            return Err($name);
+        }
+        // SAFETY: the symbol is skynet's function of that name, whose C signature
+        // (skynet.h) is the one declared in `Api`.
+        unsafe { std::mem::transmute::<*mut c_void, $ty>(p) }
+    }};
+}
+
+macro_rules! opt {
+    ($name:literal, $ty:ty) => {{
+        let p = sym(concat!($name, "\0"));
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: as in `need!`: skynet's function with the signature declared in `Api`.
+            Some(unsafe { std::mem::transmute::<*mut c_void, $ty>(p) })
+        }
+    }};
+}
+
+impl Api {
+    /// Looks every function up; the name of the first missing one on failure.
+    pub fn resolve() -> Result<Api, &'static str> {
+        let free = match opt!("skynet_free", unsafe extern "C" fn(*mut c_void)) {
+            Some(f) => f,
+            None => libc::free as unsafe extern "C" fn(*mut c_void),
+        };
+        Ok(Api {
+            send: need!("skynet_send", unsafe extern "C" fn(*mut c_void, u32, u32, c_int, c_int, *mut c_void, usize) -> c_int),
+            callback: need!("skynet_callback", unsafe extern "C" fn(*mut c_void, *mut c_void, skynet_cb)),
+            error: need!("skynet_error", unsafe extern "C" fn(*mut c_void, *const c_char, ...)),
+            queryname: need!("skynet_queryname", unsafe extern "C" fn(*mut c_void, *const c_char) -> u32),
+            socket_bind: opt!("skynet_socket_bind", unsafe extern "C" fn(*mut c_void, c_int) -> c_int),
+            socket_close: opt!("skynet_socket_close", unsafe extern "C" fn(*mut c_void, c_int)),
+            free,
+        })
+    }
+}

@@ -1,0 +1,749 @@
+//! The engine as a skynet C service (`cservice/skcluster.so`, a copy of or symlink to
+//! `libskynet_cluster.so`), driven by `lualib/skynet/cluster.lua`.
+//!
+//! # Interface
+//!
+//! skynet loads a C service by file name from `cpath` and calls `skcluster_create`,
+//! `skcluster_init(inst, ctx, parm)`, `skcluster_release`, `skcluster_signal`. The Lua
+//! side (`service/skclusterd.lua`) launches it once per process.
+//!
+//! Messages the service accepts (all `PTYPE_LUA`, values in skynet.pack format):
+//!
+//! * `node, address, args...` (first value a string): `cluster.call` when the message has
+//!   a session, `cluster.send` when it has none. `address` is an integer or a name; the
+//!   rest of the message, byte for byte, is the request payload (`skynet.pack(args...)`:
+//!   skynet.pack of several values is the concatenation of each value's bytes). The
+//!   answer goes **straight to the caller**, one `PTYPE_RESPONSE` message with the remote
+//!   payload and the caller's session (so `skynet.call` unpacks it as stock's does), or
+//!   one `PTYPE_ERROR` (the caller raises its own `skynet.lua: call failed`, as with stock).
+//! * `cmd, ...` (first value an integer, see [`Cmd`]): reload, listen, register, ... The
+//!   answer is a `PTYPE_RESPONSE` with packed values, or `PTYPE_ERROR`.
+//! * `PTYPE_TRACE` (what `skynet.call` sends before a call from a traced coroutine): the
+//!   tag goes with the next call from the same source, as a `0x04` trace frame.
+//!
+//! # Threads and message flow
+//!
+//! * A caller's message is handled on the skynet worker that runs this service: the
+//!   engine encodes the request into the link's send buffer and (if the socket is idle)
+//!   writes it right there. No thread hop, no Lua.
+//! * The engine's I/O thread reads the answer and `skynet_send`s it to the caller.
+//! * An inbound request is read on the I/O thread, resolved (`@name` by the engine,
+//!   `.name`/`:hex` with `skynet_queryname`, numbers as is) and sent to the target as one
+//!   `PTYPE_LUA` message with a session of ours. The target's `PTYPE_RESPONSE`/`PTYPE_ERROR`
+//!   comes back to this service on a worker, which writes the answer frame to the socket.
+//!
+//! So one `cluster.call` costs one skynet message each way on each node.
+//!
+//! # Waking skynet's workers
+//!
+//! A message pushed into skynet from a foreign thread does not wake a sleeping worker
+//! (only skynet's socket and timer threads do; the timer thread every 2.5 ms). So the
+//! service binds one end of a socketpair into skynet's socket server
+//! (`skynet_socket_bind`); after the I/O thread pushed messages it writes one byte to the
+//! other end, at most one byte in flight: skynet's socket thread reads it, forwards it to
+//! this service, and wakes a worker, as it does for any socket data. Without
+//! `skynet_socket_bind` (e.g. the test double) the service runs without it.
+
+mod api;
+
+use crate::engine::{minipack, Address, CallError, CallOpts, Config, Handle, Inbound, Node, NodeAddr, Reply, Responder, Service};
+use crate::seri::{self, Value};
+use api::*;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// Control commands (the first packed value of a control message).
+#[repr(i64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    /// `reload(table)`: node map and `__` options, as `cluster.reload`. Answers `nil`.
+    Reload = 1,
+    /// `listen(host, port)` or `listen(nodename)`: as `cluster.open`. Answers `host, port`.
+    Listen = 2,
+    /// `register(name, addr|nil)`: as `cluster.register` (addr defaults to the sender).
+    Register = 3,
+    /// `unregister(name)`.
+    Unregister = 4,
+    /// `nodestate(node)`: `"absent"`, `"down"` or `"up"` (cluster.lua's error path).
+    NodeState = 5,
+    /// Answers with `PTYPE_ERROR`: lets the launcher learn skynet.lua's `call failed` text.
+    Probe = 6,
+    /// `texts(call_failed, invalid_address)`: the error texts stock's clusteragent would
+    /// send for a target that raised / an unknown local name (skynet.lua positions).
+    Texts = 7,
+    /// `stats()`: `calls, pushes` served (inbound) and made (outbound).
+    Stats = 8,
+}
+
+#[derive(Clone, Copy)]
+struct Ctx(*mut c_void);
+// SAFETY: a skynet_context pointer is used only for skynet_send / skynet_error /
+// skynet_queryname, which skynet makes safe from any thread (skynet's own socket and timer
+// threads call them); it stays valid until `skcluster_release`, which joins the engine's
+// I/O thread before returning.
+unsafe impl Send for Ctx {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Ctx {}
+
+struct Texts {
+    call_failed: Vec<u8>,
+    invalid_address: Vec<u8>,
+}
+
+/// What the worker side and the I/O side share.
+struct Core {
+    api: Api,
+    ctx: Ctx,
+    /// Inbound calls waiting for their target's answer, by our skynet session.
+    inflight: Mutex<HashMap<i32, Responder>>,
+    next_session: AtomicU32,
+    texts: RwLock<Texts>,
+    wake_fd: c_int,
+    wake_pending: AtomicBool,
+    served_calls: AtomicU32,
+    served_pushes: AtomicU32,
+}
+
+impl Core {
+    /// `skynet_send` copying `data` (skynet allocates the message itself).
+    fn send(&self, dest: u32, ty: c_int, session: c_int, data: &[u8]) -> c_int {
+        let p = if data.is_empty() { std::ptr::null_mut() } else { data.as_ptr() as *mut c_void };
+        // SAFETY: ctx is live (see Ctx); without PTYPE_TAG_DONTCOPY skynet copies `sz` bytes
+        // from `p` and never keeps or frees `p`; a NULL data with size 0 is an empty message.
+        unsafe { (self.api.send)(self.ctx.0, 0, dest, ty, session, p, data.len()) }
+    }
+
+    fn log(&self, msg: &str) {
+        let Ok(c) = CString::new(msg.replace('\0', "\\0")) else { return };
+        // SAFETY: format "%s" with one NUL-terminated string argument; ctx is live.
+        unsafe { (self.api.error)(self.ctx.0, c"%s".as_ptr(), c.as_ptr()) }
+    }
+
+    /// After pushing messages into skynet from the I/O thread: make sure a worker runs.
+    fn wake(&self) {
+        if self.wake_fd >= 0 && !self.wake_pending.swap(true, Ordering::SeqCst) {
+            // SAFETY: wake_fd is our open, non-blocking end of the socketpair; one byte
+            // from a valid buffer. A full buffer (EAGAIN) means wake-ups are pending anyway.
+            unsafe { libc::write(self.wake_fd, b"w".as_ptr().cast(), 1) };
+        }
+    }
+
+    fn session(&self) -> i32 {
+        loop {
+            let s = self.next_session.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
+            if s != 0 {
+                return s as i32;
+            }
+        }
+    }
+
+    /// The skynet handle of a request's target; `None` when skynet knows no such service.
+    fn resolve(&self, addr: Address<'_>) -> Option<u32> {
+        match addr {
+            Address::Id(0) => None,
+            Address::Id(n) => Some(n),
+            Address::Name(n) if matches!(n.first(), Some(b'.') | Some(b':')) => {
+                let c = CString::new(n).ok()?;
+                // SAFETY: NUL-terminated name; ctx is live; skynet_queryname only reads the
+                // handle table under its lock (or parses `:hex`).
+                let h = unsafe { (self.api.queryname)(self.ctx.0, c.as_ptr()) };
+                (h != 0).then_some(h)
+            }
+            Address::Name(_) => None,
+        }
+    }
+
+    /// Delivers the end of an outbound call to the Lua caller.
+    fn reply(&self, node: &str, source: u32, session: c_int, r: Result<Reply<'_>, CallError>) {
+        match r {
+            Ok(p) => {
+                self.send(source, PTYPE_RESPONSE, session, &p);
+            }
+            Err(e) => {
+                self.log(&format!("cluster call to [{node}] failed: {}", describe(&e)));
+                self.send(source, PTYPE_ERROR, session, &[]);
+            }
+        }
+        self.wake();
+    }
+}
+
+fn describe(e: &CallError) -> String {
+    match e {
+        CallError::Remote(m) => String::from_utf8_lossy(m).into_owned(),
+        e => e.to_string(),
+    }
+}
+
+/// The engine's view of this service: inbound requests become skynet messages.
+struct Inbox(Arc<Core>);
+
+impl Service for Inbox {
+    fn call(&self, req: Inbound<'_>, responder: Responder) {
+        let core = &self.0;
+        core.served_calls.fetch_add(1, Ordering::Relaxed);
+        let Some(target) = core.resolve(req.addr) else {
+            let t = core.texts.read().invalid_address.clone();
+            return responder.error(&t);
+        };
+        let s = core.session();
+        core.inflight.lock().insert(s, responder);
+        if let Some(tag) = req.trace {
+            core.send(target, PTYPE_TRACE, 0, tag);
+        }
+        if core.send(target, PTYPE_LUA, s, req.payload) < 0 {
+            if let Some(r) = core.inflight.lock().remove(&s) {
+                let t = core.texts.read().invalid_address.clone();
+                r.error(&t);
+            }
+        }
+        core.wake();
+    }
+
+    fn push(&self, req: Inbound<'_>) {
+        let core = &self.0;
+        core.served_pushes.fetch_add(1, Ordering::Relaxed);
+        match core.resolve(req.addr) {
+            Some(target) => {
+                if core.send(target, PTYPE_LUA, 0, req.payload) < 0 {
+                    core.log(&format!("cluster push to :{target:08x} dropped: no such service"));
+                }
+                core.wake();
+            }
+            None => core.log(&format!("cluster push to {} dropped: invalid address", show_addr(req.addr))),
+        }
+    }
+}
+
+fn show_addr(a: Address<'_>) -> String {
+    match a {
+        Address::Id(n) => format!(":{n:08x}"),
+        Address::Name(n) => String::from_utf8_lossy(n).into_owned(),
+    }
+}
+
+#[derive(Clone, Debug)]
+enum OwnedAddr {
+    Id(u32),
+    Name(Vec<u8>),
+}
+
+impl OwnedAddr {
+    fn as_addr(&self) -> Address<'_> {
+        match self {
+            OwnedAddr::Id(n) => Address::Id(*n),
+            OwnedAddr::Name(n) => Address::Name(n),
+        }
+    }
+}
+
+/// A call or push held until its node gets an address (stock without `__nowaiting`).
+struct Waiting {
+    source: u32,
+    session: c_int,
+    addr: OwnedAddr,
+    payload: Vec<u8>,
+    trace: Option<Vec<u8>>,
+}
+
+/// State touched only from the service's skynet callback (skynet runs it one message at
+/// a time) and from init/release; the mutex is never contended.
+#[derive(Default)]
+struct State {
+    trace: HashMap<u32, Vec<u8>>,
+    waiting: HashMap<String, Vec<Waiting>>,
+    names: HashMap<Vec<u8>, u32>,
+    name_of: HashMap<u32, Vec<u8>>,
+    nowaiting: bool,
+    calls: u64,
+    pushes: u64,
+}
+
+/// One service instance (what `skcluster_create` returns).
+pub struct Inst {
+    core: Option<Arc<Core>>,
+    node: Option<Node>,
+    handle: Option<Handle>,
+    st: Mutex<State>,
+    wake_id: c_int,
+    wake_fd: c_int,
+}
+
+fn catch<R>(default: R, f: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(default)
+}
+
+/// `skcluster_create`: a new, uninitialised instance.
+#[no_mangle]
+pub extern "C" fn skcluster_create() -> *mut c_void {
+    catch(std::ptr::null_mut(), || {
+        let inst = Box::new(Inst { core: None, node: None, handle: None, st: Mutex::new(State::default()), wake_id: -1, wake_fd: -1 });
+        Box::into_raw(inst).cast()
+    })
+}
+
+/// `skcluster_init`: resolves skynet's API, starts the engine, installs the callback.
+/// `parm` is unused (configuration comes as messages). Returns 0 on success.
+///
+/// # Safety
+/// `inst` comes from `skcluster_create`; `ctx` is the service's live skynet context.
+#[no_mangle]
+pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, parm: *const c_char) -> c_int {
+    let _ = parm;
+    catch(1, || {
+        if inst.is_null() || ctx.is_null() {
+            return 1;
+        }
+        // SAFETY: caller contract: a live instance from skcluster_create, used by one
+        // thread at a time during init.
+        let inst = unsafe { &mut *(inst as *mut Inst) };
+        let api = match Api::resolve() {
+            Ok(a) => a,
+            Err(missing) => {
+                eprintln!("skcluster: the host does not export {missing} (is this a skynet process built with -Wl,-E?)");
+                return 1;
+            }
+        };
+        // The wake-up channel.
+        let mut fds = [-1 as c_int; 2];
+        let (mut wake_fd, mut wake_id) = (-1, -1);
+        if let Some(bind) = api.socket_bind {
+            // SAFETY: fds is a valid array of two ints for socketpair to fill.
+            let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr()) };
+            if rc == 0 {
+                // SAFETY: ctx is live; skynet takes ownership of fds[0] (closes it with the socket).
+                let id = unsafe { bind(ctx, fds[0]) };
+                if id >= 0 {
+                    wake_id = id;
+                    wake_fd = fds[1];
+                } else {
+                    // SAFETY: both fds are ours and open.
+                    unsafe {
+                        libc::close(fds[0]);
+                        libc::close(fds[1]);
+                    }
+                }
+            }
+        }
+        let core = Arc::new(Core {
+            api,
+            ctx: Ctx(ctx),
+            inflight: Mutex::new(HashMap::new()),
+            next_session: AtomicU32::new(1),
+            texts: RwLock::new(Texts { call_failed: b"call failed".to_vec(), invalid_address: b"call to invalid address".to_vec() }),
+            wake_fd,
+            wake_pending: AtomicBool::new(false),
+            served_calls: AtomicU32::new(0),
+            served_pushes: AtomicU32::new(0),
+        });
+        let node = match Node::new(Config::default()) {
+            Ok(n) => n,
+            Err(e) => {
+                core.log(&format!("skcluster: cannot start the engine: {e}"));
+                return 1;
+            }
+        };
+        node.set_service(Arc::new(Inbox(core.clone())));
+        inst.handle = Some(node.handle());
+        inst.node = Some(node);
+        inst.wake_fd = wake_fd;
+        inst.wake_id = wake_id;
+        // SAFETY: ctx is live; `inst` outlives the callback registration (skynet stops
+        // calling it before skcluster_release); `on_message` matches skynet_cb.
+        unsafe { (core.api.callback)(ctx, (inst as *mut Inst).cast(), on_message) };
+        inst.core = Some(core);
+        0
+    })
+}
+
+/// `skcluster_release`: stops the engine (pending outbound calls fail and their callers
+/// get `PTYPE_ERROR`), then frees the instance.
+///
+/// # Safety
+/// `inst` comes from `skcluster_create` and is not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
+    if inst.is_null() {
+        return;
+    }
+    catch((), || {
+        // SAFETY: caller contract: the pointer came from Box::into_raw in skcluster_create.
+        let mut inst = unsafe { Box::from_raw(inst as *mut Inst) };
+        inst.handle = None;
+        drop(inst.node.take()); // joins the I/O thread
+        if let Some(core) = inst.core.take() {
+            let pending: Vec<Responder> = core.inflight.lock().drain().map(|(_, r)| r).collect();
+            drop(pending);
+            if inst.wake_id >= 0 {
+                if let Some(close) = core.api.socket_close {
+                    // SAFETY: ctx is still live during release; the id is our bound socket.
+                    unsafe { close(core.ctx.0, inst.wake_id) };
+                }
+            }
+        }
+        if inst.wake_fd >= 0 {
+            // SAFETY: our end of the socketpair, closed once.
+            unsafe { libc::close(inst.wake_fd) };
+        }
+    })
+}
+
+/// `skcluster_signal`: nothing to do.
+#[no_mangle]
+pub extern "C" fn skcluster_signal(_inst: *mut c_void, _sig: c_int) {}
+
+/// The skynet callback. Returns 0: skynet frees `msg` afterwards.
+unsafe extern "C" fn on_message(
+    _ctx: *mut c_void,
+    ud: *mut c_void,
+    ty: c_int,
+    session: c_int,
+    source: u32,
+    msg: *const c_void,
+    sz: usize,
+) -> c_int {
+    catch(0, || {
+        // SAFETY: ud is the Inst registered in init; skynet calls back one message at a
+        // time and never after release.
+        let inst = unsafe { &*(ud as *const Inst) };
+        let data: &[u8] = if msg.is_null() || sz == 0 {
+            &[]
+        } else {
+            // SAFETY: skynet hands a message of `sz` readable bytes, valid during the callback.
+            unsafe { std::slice::from_raw_parts(msg as *const u8, sz) }
+        };
+        inst.on_message(ty, session, source, msg, data);
+        0
+    })
+}
+
+impl Inst {
+    fn core(&self) -> &Arc<Core> {
+        self.core.as_ref().expect("initialised")
+    }
+
+    fn on_message(&self, ty: c_int, session: c_int, source: u32, msg: *const c_void, data: &[u8]) {
+        let core = self.core();
+        match ty {
+            PTYPE_RESPONSE => {
+                let r = core.inflight.lock().remove(&session);
+                if let Some(r) = r {
+                    r.ok(data);
+                }
+            }
+            PTYPE_ERROR => {
+                if session != 0 {
+                    let r = core.inflight.lock().remove(&session);
+                    if let Some(r) = r {
+                        let t = core.texts.read().call_failed.clone();
+                        r.error(&t);
+                    }
+                }
+            }
+            PTYPE_SOCKET => {
+                if data.len() >= std::mem::size_of::<SocketMessage>() {
+                    // SAFETY: a PTYPE_SOCKET message is a skynet_socket_message (maybe
+                    // followed by padding); read unaligned to be safe.
+                    let sm = unsafe { std::ptr::read_unaligned(msg as *const SocketMessage) };
+                    if sm.ty == SKYNET_SOCKET_TYPE_DATA && !sm.buffer.is_null() {
+                        // SAFETY: the data buffer of a socket DATA message belongs to the
+                        // receiver, allocated with skynet_malloc.
+                        unsafe { (core.api.free)(sm.buffer.cast()) };
+                    }
+                    if sm.id == self.wake_id {
+                        core.wake_pending.store(false, Ordering::SeqCst);
+                    }
+                }
+            }
+            PTYPE_TRACE => {
+                self.st.lock().trace.insert(source, data.to_vec());
+            }
+            PTYPE_LUA => self.on_lua(session, source, data),
+            _ => {
+                core.log(&format!("skcluster: unexpected message type {ty} from :{source:08x}"));
+                if session != 0 {
+                    core.send(source, PTYPE_ERROR, session, &[]);
+                }
+            }
+        }
+    }
+
+    fn on_lua(&self, session: c_int, source: u32, data: &[u8]) {
+        let core = self.core();
+        // Node name first: the hot path reads two values by hand and forwards the rest.
+        if let Some((node, used)) = minipack::unpack_str(data) {
+            let rest = &data[used..];
+            let Some((addr, used2)) = read_addr(rest) else {
+                core.log("skcluster: bad cluster request (address must be a number or a string)");
+                if session != 0 {
+                    core.send(source, PTYPE_ERROR, session, &[]);
+                }
+                return;
+            };
+            let payload = &rest[used2..];
+            let Ok(node) = std::str::from_utf8(node) else {
+                core.log("skcluster: node name is not UTF-8");
+                if session != 0 {
+                    core.send(source, PTYPE_ERROR, session, &[]);
+                }
+                return;
+            };
+            let trace = if session != 0 { self.st.lock().trace.remove(&source) } else { None };
+            self.submit(node, source, session, addr.as_addr(), payload, trace.as_deref());
+            return;
+        }
+        if session != 0 {
+            self.st.lock().trace.remove(&source);
+        }
+        let values = match seri::decode(data) {
+            Ok(v) => v,
+            Err(e) => {
+                core.log(&format!("skcluster: bad control message: {}", e.stock_message()));
+                if session != 0 {
+                    core.send(source, PTYPE_ERROR, session, &[]);
+                }
+                return;
+            }
+        };
+        match self.control(source, &values) {
+            Ok(ret) => {
+                if session != 0 {
+                    match ret {
+                        Some(vals) => {
+                            let out = seri::encode(&vals).unwrap_or_default();
+                            core.send(source, PTYPE_RESPONSE, session, &out);
+                        }
+                        None => {
+                            core.send(source, PTYPE_RESPONSE, session, &[]);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                if !e.is_empty() {
+                    core.log(&e);
+                }
+                if session != 0 {
+                    core.send(source, PTYPE_ERROR, session, &[]);
+                }
+            }
+        }
+    }
+
+    /// Sends a call (`session != 0`) or push; holds it when the node has no address yet
+    /// and `__nowaiting` is off, as stock does.
+    fn submit(&self, node: &str, source: u32, session: c_int, addr: Address<'_>, payload: &[u8], trace: Option<&[u8]>) {
+        let core = self.core();
+        let handle = self.handle.as_ref().expect("initialised");
+        let r = if session != 0 {
+            let c = core.clone();
+            let name = node.to_string();
+            handle.call_with(node, addr, payload, CallOpts { timeout: None, trace }, move |r| c.reply(&name, source, session, r))
+        } else {
+            handle.push(node, addr, payload)
+        };
+        let mut st = self.st.lock();
+        if session != 0 {
+            st.calls += 1;
+        } else {
+            st.pushes += 1;
+        }
+        match r {
+            Ok(()) => {}
+            Err(CallError::NodeAbsent(_)) if !st.nowaiting => {
+                let q = st.waiting.entry(node.to_string()).or_default();
+                if q.is_empty() {
+                    core.log(&format!("Waiting for cluster node [{node}]"));
+                }
+                let addr = match addr {
+                    Address::Id(n) => OwnedAddr::Id(n),
+                    Address::Name(n) => OwnedAddr::Name(n.to_vec()),
+                };
+                q.push(Waiting { source, session, addr, payload: payload.to_vec(), trace: trace.map(|t| t.to_vec()) });
+            }
+            Err(e) => {
+                drop(st);
+                let what = if session != 0 { "call" } else { "push" };
+                core.log(&format!("cluster {what} to [{node}] failed: {}", describe(&e)));
+                if session != 0 {
+                    core.send(source, PTYPE_ERROR, session, &[]);
+                }
+            }
+        }
+    }
+
+    /// Resubmits the held requests of nodes that now have an address (or all of them once
+    /// `__nowaiting` is on: they fail as stock's do).
+    fn flush_waiting(&self) {
+        let handle = self.handle.as_ref().expect("initialised");
+        let ready: Vec<(String, Vec<Waiting>)> = {
+            let mut st = self.st.lock();
+            let all = st.nowaiting;
+            let names: Vec<String> =
+                st.waiting.keys().filter(|n| all || handle.node_addr(n) != NodeAddr::Absent).cloned().collect();
+            names.into_iter().filter_map(|n| st.waiting.remove(&n).map(|q| (n, q))).collect()
+        };
+        for (node, q) in ready {
+            if let NodeAddr::At(a) = handle.node_addr(&node) {
+                self.core().log(&format!("Cluster node [{node}] resolved : {a}"));
+            }
+            for w in q {
+                self.submit(&node, w.source, w.session, w.addr.as_addr(), &w.payload, w.trace.as_deref());
+            }
+        }
+    }
+
+    /// A control command. `Ok(None)`: answer an empty message (Lua sees no values).
+    /// `Err(text)`: log `text`, answer `PTYPE_ERROR`.
+    fn control(&self, source: u32, v: &[Value]) -> Result<Option<Vec<Value>>, String> {
+        let core = self.core();
+        let handle = self.handle.as_ref().expect("initialised");
+        let cmd = v.first().and_then(|c| c.as_integer()).ok_or("skcluster: bad control message")?;
+        let arg = |i: usize| v.get(i).cloned().unwrap_or(Value::Nil);
+        match cmd {
+            c if c == Cmd::Reload as i64 => {
+                let Value::Table(t) = arg(1) else { return Err("skcluster: reload needs a table".into()) };
+                let mut entries: Vec<(String, Option<String>)> = Vec::new();
+                let pairs = t.array.iter().enumerate().map(|(i, v)| (Value::Integer(i as i64 + 1), v.clone())).chain(t.hash.iter().cloned());
+                for (k, val) in pairs {
+                    let Some(name) = k.as_str().map(str::to_string) else {
+                        return Err(format!("skcluster: reload: node name {k:?} is not a string"));
+                    };
+                    if let Some(opt) = name.strip_prefix("__") {
+                        core.log(&format!("Config {opt} = {}", show_value(&val)));
+                        if opt == "nowaiting" {
+                            let on = val.truthy();
+                            self.st.lock().nowaiting = on;
+                            handle.set_nowaiting(on);
+                        }
+                        continue;
+                    }
+                    match val {
+                        Value::String(s) => entries.push((name, Some(String::from_utf8_lossy(&s).into_owned()))),
+                        Value::Boolean(false) => entries.push((name, None)),
+                        other => return Err(format!("skcluster: reload: address of [{name}] must be a string or false, got {}", other.type_name())),
+                    }
+                }
+                let map: Vec<(&str, Option<&str>)> = entries.iter().map(|(n, a)| (n.as_str(), a.as_deref())).collect();
+                handle.reload(&map);
+                self.flush_waiting();
+                Ok(Some(vec![Value::Nil]))
+            }
+            c if c == Cmd::Listen as i64 => {
+                let host = arg(1);
+                let host = host.as_str().ok_or("skcluster: listen: address must be a string")?;
+                match arg(2) {
+                    Value::Nil => {
+                        let NodeAddr::At(a) = handle.node_addr(host) else { return Err(format!("{host} is down")) };
+                        handle.listen(&a).map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
+                        core.log(&format!("cluster listen {a} ({host})"));
+                        Ok(Some(vec![Value::String(host.as_bytes().to_vec()), Value::Nil]))
+                    }
+                    p => {
+                        let port = p.as_integer().ok_or("skcluster: listen: port must be an integer")?;
+                        let a = format!("{host}:{port}");
+                        let got = handle.listen(&a).map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
+                        core.log(&format!("cluster listen {got}"));
+                        Ok(Some(vec![Value::String(got.ip().to_string().into_bytes()), Value::Integer(got.port() as i64)]))
+                    }
+                }
+            }
+            c if c == Cmd::Register as i64 => {
+                let name = arg(1).as_bytes().ok_or("skcluster: register: name must be a string")?.to_vec();
+                let addr = match arg(2) {
+                    Value::Nil => source,
+                    a => a.as_integer().ok_or("skcluster: register: address must be a number")? as u32,
+                };
+                let mut st = self.st.lock();
+                if st.names.contains_key(&name) {
+                    return Err(format!("skcluster: register: name [{}] is already registered", String::from_utf8_lossy(&name)));
+                }
+                if let Some(old) = st.name_of.remove(&addr) {
+                    st.names.remove(&old);
+                    handle.unregister(&String::from_utf8_lossy(&old));
+                }
+                st.names.insert(name.clone(), addr);
+                st.name_of.insert(addr, name.clone());
+                let n = String::from_utf8_lossy(&name).into_owned();
+                handle.register(&n, addr);
+                core.log(&format!("Register [{n}] :{addr:08x}"));
+                Ok(None)
+            }
+            c if c == Cmd::Unregister as i64 => {
+                let name = arg(1).as_bytes().ok_or("skcluster: unregister: name must be a string")?.to_vec();
+                let mut st = self.st.lock();
+                if let Some(addr) = st.names.remove(&name) {
+                    st.name_of.remove(&addr);
+                    let n = String::from_utf8_lossy(&name).into_owned();
+                    handle.unregister(&n);
+                    core.log(&format!("Unregister [{n}] :{addr:08x}"));
+                }
+                Ok(None)
+            }
+            c if c == Cmd::NodeState as i64 => {
+                let node = arg(1);
+                let s = match handle.node_addr(node.as_str().unwrap_or("")) {
+                    NodeAddr::Absent => "absent",
+                    NodeAddr::Down => "down",
+                    NodeAddr::At(_) => "up",
+                };
+                Ok(Some(vec![Value::String(s.as_bytes().to_vec())]))
+            }
+            c if c == Cmd::Probe as i64 => Err(String::new()),
+            c if c == Cmd::Texts as i64 => {
+                let mut t = core.texts.write();
+                if let Some(s) = arg(1).as_bytes() {
+                    t.call_failed = s.to_vec();
+                }
+                if let Some(s) = arg(2).as_bytes() {
+                    t.invalid_address = s.to_vec();
+                }
+                Ok(None)
+            }
+            c if c == Cmd::Stats as i64 => {
+                let st = self.st.lock();
+                Ok(Some(vec![
+                    Value::Integer(core.served_calls.load(Ordering::Relaxed) as i64),
+                    Value::Integer(core.served_pushes.load(Ordering::Relaxed) as i64),
+                    Value::Integer(st.calls as i64),
+                    Value::Integer(st.pushes as i64),
+                ]))
+            }
+            other => Err(format!("skcluster: unknown command {other}")),
+        }
+    }
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::Nil => "nil".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::String(s) => String::from_utf8_lossy(s).into_owned(),
+        other => other.type_name().to_string(),
+    }
+}
+
+/// Reads the packed address value: an integer (numeric address, truncated to 32 bits as
+/// stock's `packrequest`), a float (integral: that number; else 0, as `lua_tointeger`),
+/// or a string (a name).
+fn read_addr(b: &[u8]) -> Option<(OwnedAddr, usize)> {
+    if let Some((v, used)) = minipack::unpack_int(b) {
+        return Some((OwnedAddr::Id(v as u32), used));
+    }
+    if let Some((s, used)) = minipack::unpack_str(b) {
+        return Some((OwnedAddr::Name(s.to_vec()), used));
+    }
+    // A float: type 2 (number), cookie 8 (real), 8 bytes little-endian.
+    if b.first() == Some(&(2 | (8 << 3))) && b.len() >= 9 {
+        let f = f64::from_le_bytes(b[1..9].try_into().ok()?);
+        let n = if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 { f as i64 } else { 0 };
+        return Some((OwnedAddr::Id(n as u32), 9));
+    }
+    None
+}
