@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-static int capi_failures = 0;
+static int capi_failures;
 
 #define EXPECT(cond)                                                                   \
     do {                                                                               \
@@ -41,7 +41,7 @@ static int capi_failures = 0;
         }                                                                                    \
     } while (0)
 
-static void sleep_ms(long ms) {
+static inline void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
