@@ -118,37 +118,61 @@ unsafe fn raise_error(api: &LuaApi, l: *mut lua_State, raise: Raise) -> c_int {
 /// not pay for touching (stack-probing) the 33 KiB scratch.
 const SMALL_FRAME: usize = 512;
 
-/// Builds one frame of at most `max_len` bytes in stack scratch and pushes it as a Lua string.
+/// Builds one frame of exactly `len` bytes in stack scratch and pushes it as a Lua string.
+///
+/// Lua 5.5's external strings (`lua_pushexternalstring`) would save the copy into Lua, but
+/// their bytes do not count as GC debt: with frames of 32 KiB the collector then runs far
+/// too rarely, garbage piles up and the benchmark got slower (0.72-1.0x of stock on
+/// `packresponse` 64 KiB), so they are not used.
 ///
 /// # Safety
-/// `l` is valid with a free slot. The frame must fit in `max_len` and `TEMP_LENGTH` (else
-/// `write` panics, which `run` turns into a Lua error).
+/// `l` is valid with a free slot. `write` must write exactly `len` bytes (else it panics on
+/// overflow, or the frame is refused), and `len <= TEMP_LENGTH`.
 #[inline(always)]
-unsafe fn push_frame(api: &LuaApi, l: *mut lua_State, max_len: usize, write: impl FnOnce(&mut &mut [MaybeUninit<u8>])) {
+unsafe fn push_frame(
+    api: &LuaApi,
+    l: *mut lua_State,
+    len: usize,
+    write: impl FnOnce(&mut &mut [MaybeUninit<u8>]),
+) -> Result<(), Raise> {
     // SAFETY: forwarded contract.
     unsafe {
-        if max_len <= SMALL_FRAME {
-            fill_and_push::<SMALL_FRAME>(api, l, write)
+        if len <= SMALL_FRAME {
+            fill_and_push::<SMALL_FRAME>(api, l, len, write)
         } else {
-            push_large_frame(api, l, write)
+            push_large_frame(api, l, len, write)
         }
     }
 }
 
 #[inline(never)]
-unsafe fn push_large_frame(api: &LuaApi, l: *mut lua_State, write: impl FnOnce(&mut &mut [MaybeUninit<u8>])) {
+unsafe fn push_large_frame(
+    api: &LuaApi,
+    l: *mut lua_State,
+    len: usize,
+    write: impl FnOnce(&mut &mut [MaybeUninit<u8>]),
+) -> Result<(), Raise> {
     // SAFETY: forwarded contract.
-    unsafe { fill_and_push::<TEMP_LENGTH>(api, l, write) }
+    unsafe { fill_and_push::<TEMP_LENGTH>(api, l, len, write) }
 }
 
 #[inline(always)]
-unsafe fn fill_and_push<const N: usize>(api: &LuaApi, l: *mut lua_State, write: impl FnOnce(&mut &mut [MaybeUninit<u8>])) {
+unsafe fn fill_and_push<const N: usize>(
+    api: &LuaApi,
+    l: *mut lua_State,
+    len: usize,
+    write: impl FnOnce(&mut &mut [MaybeUninit<u8>]),
+) -> Result<(), Raise> {
     let mut buf = [MaybeUninit::<u8>::uninit(); N];
     let mut cursor: &mut [MaybeUninit<u8>] = &mut buf;
     write(&mut cursor);
     let written = N - cursor.len();
+    if written != len {
+        return Err(error("skynet.cluster.core: internal error (frame size)"));
+    }
     // SAFETY: the first `written` bytes of `buf` were initialised by `write`; Lua copies them.
     unsafe { (api.lua_pushlstring)(l, buf.as_ptr().cast(), written) };
+    Ok(())
 }
 
 /// Copies `bytes` into a new buffer from the host's `malloc` and pushes it as
@@ -282,15 +306,17 @@ unsafe fn pack_request_frames(
         if !wire::request_is_multi(len) {
             let field = if kind == RequestKind::Push { 0 } else { session };
             let mut result = Ok(());
-            push_frame(api, l, len + 8 + wire::MAX_NAME_LEN, |w| {
+            push_frame(api, l, wire::request_single_frame_len(addr, len), |w| {
                 result = wire::encode_request_single(w, addr, field, &*payload)
-            });
+            })?;
             result.map_err(|e| error(e.to_string()))?;
             (api.lua_pushinteger)(l, next);
             return Ok(2);
         }
         let mut result = Ok(());
-        push_frame(api, l, 12 + wire::MAX_NAME_LEN, |w| result = wire::encode_multi_header(w, addr, session, len, kind));
+        push_frame(api, l, wire::multi_header_frame_len(addr), |w| {
+            result = wire::encode_multi_header(w, addr, session, len, kind)
+        })?;
         result.map_err(|e| error(e.to_string()))?;
         (api.lua_pushinteger)(l, next);
 
@@ -300,7 +326,9 @@ unsafe fn pack_request_frames(
         // 7-byte header overwrites the tail of the previous chunk, which Lua has already
         // copied. One copy per byte instead of stock's two.
         let first = &payload[..MULTI_PART];
-        push_frame(api, l, TEMP_LENGTH, |w| wire::encode_request_part(w, session, first, parts == 1));
+        push_frame(api, l, first.len() + wire::REQUEST_PART_HEADER, |w| {
+            wire::encode_request_part(w, session, first, parts == 1)
+        })?;
         (api.lua_rawseti)(l, -2, 1);
         for i in 1..parts {
             let start = i * MULTI_PART;
@@ -336,7 +364,7 @@ unsafe fn lpacktrace_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     }
     let mut result = Ok(());
     // SAFETY: `l` is valid with a free slot; the frame is at most 0x8003 bytes.
-    unsafe { push_frame(api, l, tag.len() + 3, |w| result = wire::encode_trace(w, tag)) };
+    unsafe { push_frame(api, l, tag.len() + 3, |w| result = wire::encode_trace(w, tag))? };
     result.map_err(|e| error(e.to_string()))?;
     Ok(1)
 }
@@ -452,10 +480,10 @@ unsafe fn lpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
         if ok && wire::response_is_multi(payload.len()) {
             let parts = payload.len().div_ceil(MULTI_PART);
             (api.lua_createtable)(l, (parts + 1) as c_int, 0);
-            push_frame(api, l, 11, |w| wire::encode_response_begin(w, session, payload.len() as u32));
+            push_frame(api, l, 11, |w| wire::encode_response_begin(w, session, payload.len() as u32))?;
             (api.lua_rawseti)(l, -2, 1);
             for (i, chunk) in payload.chunks(MULTI_PART).enumerate() {
-                push_frame(api, l, TEMP_LENGTH, |w| wire::encode_response_part(w, session, chunk, i + 1 == parts));
+                push_frame(api, l, chunk.len() + 7, |w| wire::encode_response_part(w, session, chunk, i + 1 == parts))?;
                 (api.lua_rawseti)(l, -2, (i + 2) as lua_Integer);
             }
             return Ok(1);
@@ -463,7 +491,7 @@ unsafe fn lpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
         // An error text is truncated to one frame, whatever its length.
         let data = &payload[..payload.len().min(MULTI_PART)];
         let kind = if ok { wire::resp_type::OK } else { wire::resp_type::ERROR };
-        push_frame(api, l, data.len() + 7, |w| wire::encode_response_single(w, session, kind, data));
+        push_frame(api, l, data.len() + 7, |w| wire::encode_response_single(w, session, kind, data))?;
         Ok(1)
     }
 }

@@ -63,6 +63,25 @@ fn check_name(name: &[u8]) -> Result<(), EncodeError> {
     }
 }
 
+/// Length of the whole single-frame request (prefix included) for `addr` and a payload of
+/// `payload_len` bytes.
+#[inline]
+pub fn request_single_frame_len(addr: Address<'_>, payload_len: usize) -> usize {
+    match addr {
+        Address::Id(_) => 2 + 9 + payload_len,
+        Address::Name(name) => 2 + 6 + name.len() + payload_len,
+    }
+}
+
+/// Length of a multi-part request header frame (prefix included) for `addr`.
+#[inline]
+pub fn multi_header_frame_len(addr: Address<'_>) -> usize {
+    match addr {
+        Address::Id(_) => 2 + 13,
+        Address::Name(name) => 2 + 10 + name.len(),
+    }
+}
+
 /// Writes a single-frame request (`0x00` / `0x80`). `session_field` is written as is:
 /// pass 0 for a push. The payload must be shorter than `MULTI_PART`.
 #[inline]
