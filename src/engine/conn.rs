@@ -19,6 +19,7 @@
 
 use super::error::CallError;
 use super::io::{Cmd, IoShared};
+use super::pool::Pool;
 use super::stats::LinkStats;
 use mio::net::TcpStream;
 use mio::Token;
@@ -38,6 +39,8 @@ use std::time::Instant;
 const KEEP_SPARE: usize = 16 << 10;
 /// Size of a fresh chunk for small frames.
 const CHUNK: usize = 16 << 10;
+/// Largest chunk sized for sharing (a bigger message gets a chunk of its own size).
+const MAX_CHUNK: usize = 1 << 20;
 /// Most slices handed to one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -48,27 +51,39 @@ pub struct Reply<'a>(ReplyInner<'a>);
 
 enum ReplyInner<'a> {
     Borrowed(&'a [u8]),
-    Owned(Vec<u8>),
+    /// A reassembled answer; its buffer goes back to the node's pool unless taken.
+    Owned(Vec<u8>, Option<Arc<IoShared>>),
+}
+
+impl Drop for Reply<'_> {
+    fn drop(&mut self) {
+        if let ReplyInner::Owned(v, Some(io)) = &mut self.0 {
+            io.pool.put(std::mem::take(v));
+        }
+    }
 }
 
 impl<'a> Reply<'a> {
     pub(crate) fn borrowed(b: &'a [u8]) -> Self {
         Reply(ReplyInner::Borrowed(b))
     }
-    pub(crate) fn owned(v: Vec<u8>) -> Self {
-        Reply(ReplyInner::Owned(v))
+    pub(crate) fn pooled(v: Vec<u8>, io: Arc<IoShared>) -> Self {
+        Reply(ReplyInner::Owned(v, Some(io)))
     }
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             ReplyInner::Borrowed(b) => b,
-            ReplyInner::Owned(v) => v,
+            ReplyInner::Owned(v, _) => v,
         }
     }
     /// The payload as an owned vector: a move for a multi-part answer, one copy otherwise.
-    pub fn into_vec(self) -> Vec<u8> {
-        match self.0 {
+    pub fn into_vec(mut self) -> Vec<u8> {
+        match &mut self.0 {
             ReplyInner::Borrowed(b) => b.to_vec(),
-            ReplyInner::Owned(v) => v,
+            ReplyInner::Owned(v, io) => {
+                *io = None;
+                std::mem::take(v)
+            }
         }
     }
 }
@@ -174,13 +189,20 @@ impl ConnState {
 
     /// Appends one message of at most `need` bytes through `f`, which encodes into the
     /// tail chunk. On error nothing is left behind.
-    pub fn append<R, E>(&mut self, need: usize, f: impl FnOnce(&mut Vec<u8>) -> Result<R, E>) -> Result<R, E> {
+    pub fn append<R, E>(&mut self, pool: &Pool, need: usize, f: impl FnOnce(&mut Vec<u8>) -> Result<R, E>) -> Result<R, E> {
         let fits = self.out.back().is_some_and(|b| b.capacity() - b.len() >= need);
         if !fits {
-            let cap = need.max(CHUNK);
+            // Chunks grow with the queue: under load many messages share one allocation
+            // (a malloc/free per message costs more than the copy, through heap trimming
+            // and page faults); an idle link keeps at most one small chunk.
+            let cap = need.max(CHUNK).max(self.queued.min(MAX_CHUNK));
             let v = match self.spare.pop() {
                 Some(v) if v.capacity() >= cap => v,
-                _ => Vec::with_capacity(cap),
+                Some(v) => {
+                    self.spare.push(v);
+                    pool.get(cap)
+                }
+                None => pool.get(cap),
             };
             self.out.push_back(v);
         }
@@ -192,7 +214,7 @@ impl ConnState {
             tail.truncate(mark);
             if tail.is_empty() {
                 let v = self.out.pop_back().expect("tail");
-                self.recycle(v);
+                self.recycle(v, pool);
             }
         } else {
             self.queued += added;
@@ -200,10 +222,12 @@ impl ConnState {
         r
     }
 
-    fn recycle(&mut self, mut v: Vec<u8>) {
+    fn recycle(&mut self, mut v: Vec<u8>, pool: &Pool) {
         v.clear();
         if v.capacity() <= KEEP_SPARE && self.spare.is_empty() {
             self.spare.push(v);
+        } else {
+            pool.put(v);
         }
     }
 }
@@ -398,7 +422,7 @@ impl Conn {
             st = self.st.lock();
             st.queued = st.queued.saturating_sub(written); // close() may have zeroed it meanwhile
             for v in done {
-                st.recycle(v);
+                st.recycle(v, &self.io.pool);
             }
             match res {
                 Ok(true) => {}
@@ -478,8 +502,9 @@ impl Conn {
             Ok(p) => p.len(),
             Err(m) => m.len().min(crate::wire::MULTI_PART),
         };
-        if st.append(frame_room(len, 0), |b| crate::wire::encode_response(b, session, r)).is_err() {
-            let _ = st.append(64, |b| crate::wire::encode_response(b, session, Err(b"response too large")));
+        let pool = &self.io.pool;
+        if st.append(pool, frame_room(len, 0), |b| crate::wire::encode_response(b, session, r)).is_err() {
+            let _ = st.append(pool, 64, |b| crate::wire::encode_response(b, session, Err(b"response too large")));
         }
         let resume = st.paused && self.below_resume(&st);
         if resume {

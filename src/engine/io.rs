@@ -11,7 +11,9 @@ use super::node::Inner;
 use super::service::{Inbound, Responder};
 use super::stats::LinkStats;
 use super::{pack, sockopt};
-use crate::wire::{self, Address, Reassembler, Request, Response};
+use super::pool::Pool;
+use super::reasm::Reasm as Reassembler;
+use crate::wire::{self, Address, Request, Response};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use once_cell::sync::OnceCell;
@@ -55,6 +57,8 @@ pub(crate) struct IoShared {
     /// When the I/O thread will wake on its own (ms after `base`); 0 while it runs.
     wake_at: AtomicU64,
     pub io_thread: OnceCell<ThreadId>,
+    /// Large buffers shared by this node's links.
+    pub pool: Pool,
 }
 
 impl IoShared {
@@ -68,6 +72,7 @@ impl IoShared {
             next_deadline: AtomicU64::new(NO_DEADLINE),
             wake_at: AtomicU64::new(0),
             io_thread: OnceCell::new(),
+            pool: Pool::default(),
         })
     }
 
@@ -451,10 +456,11 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
             }
             Request::Part { session, data, last } => {
                 let r = e.req_parts.as_mut().expect("inbound");
-                match r.part(session, data, last) {
+                match r.part(session, data, last, &inner.io.pool) {
                     Ok(None) => {}
                     Ok(Some(((addr, push, trace), payload))) => {
                         dispatch(inner, &e.conn, addr.as_addr(), session, &payload, trace.as_deref(), push);
+                        inner.io.pool.put(payload);
                     }
                     Err(wire::ReassemblyError::SizeMismatch { .. }) => {
                         // Stock answers this one and keeps the link.
@@ -536,8 +542,9 @@ fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, String> {
             }
             Response::MultiPart { session, data, last } => {
                 let r = e.resp_parts.as_mut().ok_or_else(|| format!("multi-part piece for unknown session {session}"))?;
-                if let Some(((), payload)) = r.part(session, data, last).map_err(|err| err.to_string())? {
-                    complete(&e.conn, session, Ok(super::Reply::owned(payload)));
+                let pool = &e.conn.io.pool;
+                if let Some(((), payload)) = r.part(session, data, last, pool).map_err(|err| err.to_string())? {
+                    complete(&e.conn, session, Ok(super::Reply::pooled(payload, e.conn.io.clone())));
                 }
             }
         }

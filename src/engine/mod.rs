@@ -57,6 +57,8 @@ mod error;
 mod io;
 mod node;
 mod pack;
+mod pool;
+mod reasm;
 mod service;
 pub mod sockopt;
 mod stats;

@@ -520,7 +520,7 @@ impl Handle {
             let session = st.session;
             let next = wire::next_session(session);
             let tag_len = trace.map_or(0, |t| t.len() + nodename.len() + node.len() + 16);
-            st.append(super::conn::frame_room(payload.len(), tag_len), |b| {
+            st.append(&conn.io.pool, super::conn::frame_room(payload.len(), tag_len), |b| {
                 if let Some(tag) = trace {
                     if tag.first() == Some(&b'(') {
                         wire::encode_trace(&mut *b, tag)?;
@@ -653,7 +653,7 @@ impl Handle {
                 return Err(CallError::Overloaded);
             }
             let session = st.session;
-            st.append(super::conn::frame_room(payload.len(), 0), |b| {
+            st.append(&conn.io.pool, super::conn::frame_room(payload.len(), 0), |b| {
                 wire::encode_request(b, addr, session, payload, RequestKind::Push)
             })
             .map_err(|e| CallError::Invalid(e.to_string()))?;

@@ -1,0 +1,66 @@
+//! Per-session joining of multi-part messages, with buffers from the node's [`Pool`].
+//! Same rules and errors as `wire::Reassembler` (which allocates on its own).
+
+use super::pool::Pool;
+use crate::wire::ReassemblyError;
+use std::collections::HashMap;
+
+struct Partial<M> {
+    meta: M,
+    total: usize,
+    data: Vec<u8>,
+}
+
+pub(crate) struct Reasm<M> {
+    pending: HashMap<u32, Partial<M>>,
+    max_total: usize,
+    max_pending: usize,
+}
+
+impl<M> Reasm<M> {
+    pub fn new(max_total: usize, max_pending: usize) -> Self {
+        Reasm { pending: HashMap::new(), max_total, max_pending }
+    }
+
+    pub fn begin(&mut self, session: u32, total: u32, meta: M) -> Result<(), ReassemblyError> {
+        let total = total as usize;
+        if total > self.max_total {
+            return Err(ReassemblyError::TooLarge { session, total: total as u64, limit: self.max_total });
+        }
+        if self.pending.remove(&session).is_some() {
+            return Err(ReassemblyError::DuplicateSession(session));
+        }
+        if self.pending.len() >= self.max_pending {
+            return Err(ReassemblyError::TooManyPending(self.max_pending));
+        }
+        self.pending.insert(session, Partial { meta, total, data: Vec::new() });
+        Ok(())
+    }
+
+    /// Adds a part; the whole message after the last one. The first part takes a buffer of
+    /// the declared size from the pool (so a header alone costs no payload memory).
+    pub fn part(&mut self, session: u32, chunk: &[u8], last: bool, pool: &Pool) -> Result<Option<(M, Vec<u8>)>, ReassemblyError> {
+        let Some(p) = self.pending.get_mut(&session) else {
+            return Err(ReassemblyError::UnknownSession(session));
+        };
+        let total = p.total;
+        let got = p.data.len() + chunk.len();
+        if got > total {
+            self.pending.remove(&session);
+            return Err(ReassemblyError::Overflow { session, total: total as u64 });
+        }
+        if last && got != total {
+            self.pending.remove(&session);
+            return Err(ReassemblyError::SizeMismatch { session, total: total as u64, got: got as u64 });
+        }
+        if p.data.capacity() == 0 {
+            p.data = pool.get(total);
+        }
+        p.data.extend_from_slice(chunk);
+        if !last {
+            return Ok(None);
+        }
+        let p = self.pending.remove(&session).expect("looked up above");
+        Ok(Some((p.meta, p.data)))
+    }
+}
