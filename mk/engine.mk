@@ -2,7 +2,7 @@
 # The engine tests (tests/engine_*.rs) run under test-rust (`cargo test --release`);
 # `make test-engine` runs just them.
 
-ENGINE_DEMO_DURATION ?= 0.5
+ENGINE_DEMO_DURATION ?= 0.4
 ENGINE_DEMO_DIR := $(BUILD)/engine-demo
 
 .PHONY: demo engine-demo test-engine

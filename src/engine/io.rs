@@ -106,11 +106,14 @@ impl IoShared {
     }
 }
 
+/// What a multi-part request's header said: address, push flag, the trace tag before it.
+type ReqMeta = (OwnedAddr, bool, Option<Vec<u8>>);
+
 struct Entry {
     conn: Arc<Conn>,
     partial: Vec<u8>,
     /// Inbound: multi-part requests being joined; meta = (address, push, trace).
-    req_parts: Option<Reassembler<(OwnedAddr, bool, Option<Vec<u8>>)>>,
+    req_parts: Option<Reassembler<ReqMeta>>,
     /// Outbound: multi-part responses being joined.
     resp_parts: Option<Reassembler<()>>,
     trace: Option<Vec<u8>>,
@@ -253,7 +256,7 @@ impl IoLoop {
         }
     }
 
-    fn drain_cmds(&mut self, scratch: &mut Vec<u8>) -> bool {
+    fn drain_cmds(&mut self, scratch: &mut [u8]) -> bool {
         let cmds = std::mem::take(&mut *self.inner.io.cmds.lock());
         let mut stop = false;
         for c in cmds {
@@ -279,7 +282,7 @@ impl IoLoop {
         stop
     }
 
-    fn accept(&mut self, t: Token, scratch: &mut Vec<u8>) {
+    fn accept(&mut self, t: Token, scratch: &mut [u8]) {
         loop {
             let Some(l) = self.listeners.get(&t) else { return };
             match l.accept() {
@@ -343,7 +346,7 @@ impl IoLoop {
         }
     }
 
-    fn on_event(&mut self, t: Token, read: Read, writable: bool, scratch: &mut Vec<u8>) {
+    fn on_event(&mut self, t: Token, read: Read, writable: bool, scratch: &mut [u8]) {
         let Some(e) = self.conns.get(&t) else { return };
         let conn = e.conn.clone();
         if !conn.inbound {
@@ -388,7 +391,7 @@ impl IoLoop {
     /// Reads until the socket is drained (or reading is paused), dispatching every complete
     /// frame. `Err` closes the link. Without `to_end`, a short read ends the loop (the
     /// next arrival raises a new edge); with it, reading goes on to `WouldBlock` or EOF.
-    fn read(&mut self, t: Token, scratch: &mut Vec<u8>, to_end: bool) -> Result<(), String> {
+    fn read(&mut self, t: Token, scratch: &mut [u8], to_end: bool) -> Result<(), String> {
         let inner = self.inner.clone();
         let Some(e) = self.conns.get_mut(&t) else { return Ok(()) };
         loop {

@@ -62,8 +62,11 @@ const MAX_DEFERRED: usize = 65536;
 struct Deferred {
     node: String,
     deadline: Option<Instant>,
-    run: Box<dyn FnOnce(&Handle, Option<CallError>) + Send>,
+    run: Retry,
 }
+
+/// Runs a deferred call or push: `None` retries it, an error ends it.
+type Retry = Box<dyn FnOnce(&Handle, Option<CallError>) + Send>;
 
 /// Runs (fails) deferred entries whose deadline passed; returns the earliest remaining
 /// deadline. Called by the I/O thread.
@@ -238,6 +241,7 @@ impl Handle {
     /// connects to the new address. Callers waiting for an address are woken.
     pub fn reload(&self, map: &[(&str, Option<&str>)]) -> ReloadReport {
         let mut report = ReloadReport::default();
+        let mut closing = Vec::new();
         for (name, addr) in map {
             let peer = self.peer(name);
             let new = NodeAddr::from_option(*addr);
@@ -250,9 +254,7 @@ impl Handle {
                 ps.retry_after = None;
                 if let Some(c) = ps.conn.take() {
                     ps.next_session = c.st.lock().session;
-                    // Fail its pending calls now, from here; the I/O thread forgets it.
-                    c.close("node address changed by reload");
-                    self.inner.io.send(Cmd::Close(c.token, "node address changed by reload".into()));
+                    closing.push(c);
                 }
             }
             let link_up = ps.conn.as_ref().is_some_and(|c| {
@@ -260,6 +262,12 @@ impl Handle {
                 st.connected && st.closed.is_none()
             });
             report.nodes.push(NodeChange { name: name.to_string(), old, new, changed, link_up });
+        }
+        // Fail the pending calls of replaced links now, from here, with no lock held (their
+        // callbacks may call again); the I/O thread forgets the sockets.
+        for c in closing {
+            c.close("node address changed by reload");
+            self.inner.io.send(Cmd::Close(c.token, "node address changed by reload".into()));
         }
         {
             let mut g = self.inner.map_gen.lock();
@@ -286,7 +294,7 @@ impl Handle {
         &self,
         node: &str,
         deadline: Option<Instant>,
-        make: impl FnOnce() -> Box<dyn FnOnce(&Handle, Option<CallError>) + Send>,
+        make: impl FnOnce() -> Retry,
     ) -> Result<bool, CallError> {
         if self.inner.nowaiting.load(Ordering::SeqCst) {
             return Ok(false);

@@ -64,3 +64,28 @@ impl<M> Reasm<M> {
         Ok(Some((p.meta, p.data)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_interleaved_and_rejects_bad_sequences() {
+        let pool = Pool::default();
+        let mut r: Reasm<u8> = Reasm::new(100, 2);
+        r.begin(1, 4, 10).unwrap();
+        r.begin(2, 2, 20).unwrap();
+        assert_eq!(r.begin(3, 1, 30), Err(ReassemblyError::TooManyPending(2)));
+        assert_eq!(r.part(1, b"ab", false, &pool), Ok(None));
+        assert_eq!(r.part(2, b"xy", true, &pool), Ok(Some((20, b"xy".to_vec()))));
+        assert_eq!(r.part(1, b"cd", true, &pool), Ok(Some((10, b"abcd".to_vec()))));
+        assert_eq!(r.part(9, b"z", true, &pool), Err(ReassemblyError::UnknownSession(9)));
+        assert!(matches!(r.begin(4, 101, 0), Err(ReassemblyError::TooLarge { .. })));
+        r.begin(5, 2, 0).unwrap();
+        assert_eq!(r.begin(5, 2, 0), Err(ReassemblyError::DuplicateSession(5)));
+        r.begin(6, 2, 0).unwrap();
+        assert!(matches!(r.part(6, b"abc", false, &pool), Err(ReassemblyError::Overflow { .. })));
+        r.begin(7, 3, 0).unwrap();
+        assert!(matches!(r.part(7, b"ab", true, &pool), Err(ReassemblyError::SizeMismatch { .. })));
+    }
+}

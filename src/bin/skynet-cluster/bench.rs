@@ -313,6 +313,10 @@ fn run(a: &Args) -> Result<(), String> {
 
     let matrix = size_arg.is_none() && conc_arg.is_none();
     let push_only = a.flag("push");
+    if matrix {
+        // First, while both processes are fresh: RSS only grows, so later it would hide this.
+        idle_links(&target, server_pid)?;
+    }
     if !push_only {
         let sizes: Vec<Option<usize>> =
             if matrix { vec![None, Some(1024), Some(16 << 10), Some(64 << 10), Some(1 << 20)] } else { vec![size_arg.flatten()] };
@@ -360,9 +364,6 @@ fn run(a: &Args) -> Result<(), String> {
             r.srv_cpu.map(|c| format!("{:.3}", per100k(c, r.sent))).unwrap_or_else(|| "-".into()),
             per100k(fsrv, fcount),
         );
-    }
-    if matrix {
-        idle_links(&target, server_pid)?;
     }
     let srv_rss = server_pid.and_then(pid_peak_rss_kib);
     println!(
