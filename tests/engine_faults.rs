@@ -437,3 +437,31 @@ fn absent_node_waits_for_reload_or_fails_with_nowaiting() {
     assert_eq!(c.push("never", Address::Id(ECHO), b""), Err(CallError::NodeAbsent("never".into())));
     assert_eq!(CallError::NodeAbsent("never".into()).to_string(), "cluster node [never] is absent.");
 }
+
+#[test]
+fn sustained_push_overload_is_refused_not_buffered() {
+    // A serving host that drains pushes slowly (1 ms each, on the I/O thread): the server
+    // stops reading, TCP fills, the pusher's bounded queue fills, pushes fail 'overloaded'.
+    use skynet_cluster::engine::{FnService, Inbound, Responder};
+    let srv = Node::new(Config::default()).unwrap();
+    let addr = srv.listen("127.0.0.1:0").unwrap().to_string();
+    srv.set_service(std::sync::Arc::new(FnService {
+        call: |req: Inbound<'_>, r: Responder| r.ok(req.payload),
+        push: |_req: Inbound<'_>| std::thread::sleep(Duration::from_millis(1)),
+    }));
+    let c = client(Config { max_send_queue: 1 << 20, ..Config::default() }, &addr);
+    let p = pattern(20_000, 1);
+    let mut sent = 0u64;
+    let err = loop {
+        match c.push("srv", Address::Id(1), &p) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 1_000_000, "never overloaded");
+    };
+    assert_eq!(err, CallError::Overloaded);
+    // Whatever was accepted is bounded by our queue plus the kernel's socket buffers.
+    let st = c.stats("srv").unwrap();
+    assert_eq!(st.pushes, sent);
+    assert!(srv.inbound_stats().bytes_in <= sent * 20_010);
+}
