@@ -389,6 +389,9 @@ fn last_error() -> Vec<u8> {
     unsafe { std::slice::from_raw_parts(skc_last_error() as *const u8, skc_last_error_len()) }.to_vec()
 }
 
+/// What the stock server answered: Ok(payload) or Err(error text).
+type Recorded = Result<Vec<u8>, Vec<u8>>;
+
 /// What a call returned: Ok(answer bytes) or Err((status, text)).
 type Outcome = Result<Vec<u8>, (skc_status, Vec<u8>)>;
 
@@ -461,7 +464,7 @@ fn capi_client_against_stock_server() {
         let peer = CString::new(node_name.clone()).unwrap();
         let mut q = ptr::null_mut();
         must(skc_queue_new(&mut q), "skc_queue_new");
-        let mut queued: Vec<(u64, J, Result<Vec<u8>, Vec<u8>>)> = Vec::new();
+        let mut queued: Vec<(u64, J, Recorded)> = Vec::new();
         let mut session = 1u32;
         let by_sess: HashMap<u32, &Msg> = recorded.iter().filter(|m| !m.push).map(|m| (m.session, m)).collect();
         for op in t.header["ops"].as_array().unwrap() {

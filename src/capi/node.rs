@@ -172,11 +172,14 @@ pub extern "C" fn skc_reload(
     })
 }
 
+/// A parsed node map: `(name, Some("host:port") | None = down)` entries, and `__nowaiting`.
+pub type NodeMap = (Vec<(String, Option<String>)>, Option<bool>);
+
 /// Parses a node map in stock's cluster config format (the file `clustername` names):
 /// one `name = "host:port"` or `name = false` per line, `--` comments, blank lines, and
 /// `__nowaiting = true|false` (calls to a node without address fail at once instead of
 /// waiting). Entries are separated by newlines or `,`/`;`.
-pub(crate) fn parse_node_map(text: &str) -> Result<(Vec<(String, Option<String>)>, Option<bool>), String> {
+pub(crate) fn parse_node_map(text: &str) -> Result<NodeMap, String> {
     let mut map = Vec::new();
     let mut nowaiting = None;
     for (ln, line) in text.lines().enumerate() {
