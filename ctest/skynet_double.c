@@ -1,0 +1,319 @@
+/*
+ * skynet_double: a test double of the few skynet functions the skcluster C service
+ * (src/skynet) uses, so that CI can drive the service without skynet.
+ *
+ * Build with -Wl,-E (the service resolves skynet_* with dlsym(RTLD_DEFAULT), exactly as
+ * in a real skynet process) and run as
+ *
+ *     skynet_double path/to/libskynet_cluster.so
+ *
+ * What it defines, and how faithfully (skynet-src/skynet.h semantics):
+ *   skynet_send       copies the message unless PTYPE_TAG_DONTCOPY, allocates a session
+ *                     for PTYPE_TAG_ALLOCSESSION, uses the context's handle for source 0,
+ *                     returns -1 (freeing the copy) for a destination that does not
+ *                     exist; thread-safe (the engine's I/O thread calls it). Messages go
+ *                     into one FIFO, dispatched by the main thread one at a time (skynet
+ *                     runs a service's callback one message at a time too).
+ *   skynet_callback   records the service's callback; a callback returning 0 has its
+ *                     message freed afterwards, as skynet does.
+ *   skynet_error      prints "log <text>".
+ *   skynet_queryname  ".name" from the names given on stdin, ":hex" parsed, else 0.
+ * Not defined: skynet_socket_bind / skynet_socket_close (the service then runs without
+ * its worker wake-up channel, which only matters inside skynet), skynet_free (the
+ * service falls back to free, which is what skynet_free is without jemalloc).
+ *
+ * Fakes around the service (the "other services" of the node):
+ *   echo services     a handle made an echo service answers a PTYPE_LUA call whose first
+ *                     packed value is the string "echo" with the rest of the message
+ *                     (= skynet.pack of the remaining arguments, what stock's echo
+ *                     returns), any other command with PTYPE_ERROR (what a Lua service
+ *                     that raises sends), and prints pushes ("push <dest> <hex>") and
+ *                     trace tags ("trace <dest> <hex>").
+ *   callers           handles that exist and print what they receive
+ *                     ("deliver <source> <dest> <type> <session> <hex>").
+ *
+ * stdin, one command a line (handles in hex):
+ *   caller H | echo H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | quit
+ * stdout: "ready <service handle>", then deliver/push/trace/log/sync lines, and
+ * "released" after quit (the service is released with skcluster_release).
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PTYPE_RESPONSE 1
+#define PTYPE_ERROR 7
+#define PTYPE_LUA 10
+#define PTYPE_TRACE 12
+#define PTYPE_TAG_DONTCOPY 0x10000
+#define PTYPE_TAG_ALLOCSESSION 0x20000
+#define SPECIAL_QUIT (-1)
+#define SPECIAL_SYNC (-2)
+
+struct skynet_context;
+typedef int (*skynet_cb)(struct skynet_context *, void *ud, int type, int session, uint32_t source, const void *msg, size_t sz);
+
+struct skynet_context {
+	uint32_t handle;
+	void *ud;
+	skynet_cb cb;
+	int session_id;
+};
+
+struct msg {
+	uint32_t source, dest;
+	int type, session;
+	void *data;
+	size_t sz;
+	struct msg *next;
+};
+
+static struct skynet_context SERVICE = { 0x10, NULL, NULL, 0 };
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct msg *head, *tail;
+
+#define MAXH 64
+static uint32_t echos[MAXH], callers[MAXH];
+static int n_echo, n_caller;
+static struct { char name[64]; uint32_t handle; } names[MAXH];
+static int n_names;
+
+static int in_set(const uint32_t *set, int n, uint32_t h) {
+	for (int i = 0; i < n; i++)
+		if (set[i] == h) return 1;
+	return 0;
+}
+
+static int exists(uint32_t h) {
+	int r;
+	pthread_mutex_lock(&mu);
+	r = h == SERVICE.handle || in_set(echos, n_echo, h) || in_set(callers, n_caller, h);
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+static void out_hex(const char *prefix, const void *data, size_t sz) {
+	static const char hx[] = "0123456789abcdef";
+	const unsigned char *p = data;
+	pthread_mutex_lock(&out_mu);
+	fputs(prefix, stdout);
+	for (size_t i = 0; i < sz; i++) {
+		putchar(hx[p[i] >> 4]);
+		putchar(hx[p[i] & 15]);
+	}
+	putchar('\n');
+	fflush(stdout);
+	pthread_mutex_unlock(&out_mu);
+}
+
+static void enqueue(uint32_t source, uint32_t dest, int type, int session, void *data, size_t sz) {
+	struct msg *m = malloc(sizeof(*m));
+	m->source = source; m->dest = dest; m->type = type; m->session = session;
+	m->data = data; m->sz = sz; m->next = NULL;
+	pthread_mutex_lock(&mu);
+	if (tail) tail->next = m; else head = m;
+	tail = m;
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+}
+
+int skynet_send(struct skynet_context *ctx, uint32_t source, uint32_t dest, int type, int session, void *data, size_t sz) {
+	if (type & PTYPE_TAG_ALLOCSESSION) {
+		pthread_mutex_lock(&mu);
+		session = ++ctx->session_id;
+		if (ctx->session_id >= 0x7fffffff) ctx->session_id = 0;
+		pthread_mutex_unlock(&mu);
+	}
+	if (data && !(type & PTYPE_TAG_DONTCOPY)) {
+		void *copy = malloc(sz + 1);
+		memcpy(copy, data, sz);
+		data = copy;
+	}
+	if (source == 0) source = ctx->handle;
+	if (dest == 0 || !exists(dest)) {
+		free(data);
+		return -1;
+	}
+	enqueue(source, dest, type & 0xff, session, data, sz);
+	return session;
+}
+
+void skynet_callback(struct skynet_context *ctx, void *ud, skynet_cb cb) {
+	ctx->ud = ud;
+	ctx->cb = cb;
+}
+
+void skynet_error(struct skynet_context *ctx, const char *fmt, ...) {
+	char buf[1024];
+	va_list ap;
+	(void)ctx;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&out_mu);
+	printf("log %s\n", buf);
+	fflush(stdout);
+	pthread_mutex_unlock(&out_mu);
+}
+
+uint32_t skynet_queryname(struct skynet_context *ctx, const char *name) {
+	uint32_t h = 0;
+	(void)ctx;
+	if (name[0] == ':') return (uint32_t)strtoul(name + 1, NULL, 16);
+	if (name[0] != '.') return 0;
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < n_names; i++)
+		if (strcmp(names[i].name, name) == 0) h = names[i].handle;
+	pthread_mutex_unlock(&mu);
+	return h;
+}
+
+/* The first packed value when it is a string: its bytes and the size of the value. */
+static int packed_string(const unsigned char *p, size_t sz, const unsigned char **s, size_t *len, size_t *used) {
+	if (sz < 1) return 0;
+	int type = p[0] & 7, cookie = p[0] >> 3;
+	size_t hdr;
+	if (type == 4) { *len = cookie; hdr = 1; }
+	else if (type == 5 && cookie == 2 && sz >= 3) { *len = p[1] | p[2] << 8; hdr = 3; }
+	else if (type == 5 && cookie == 4 && sz >= 5) { *len = p[1] | p[2] << 8 | p[3] << 16 | (size_t)p[4] << 24; hdr = 5; }
+	else return 0;
+	if (hdr + *len > sz) return 0;
+	*s = p + hdr;
+	*used = hdr + *len;
+	return 1;
+}
+
+static void echo_dispatch(struct msg *m) {
+	struct skynet_context self = { m->dest, NULL, NULL, 0 };
+	char prefix[64];
+	if (m->type == PTYPE_TRACE) {
+		snprintf(prefix, sizeof(prefix), "trace %x ", m->dest);
+		out_hex(prefix, m->data, m->sz);
+		return;
+	}
+	if (m->type != PTYPE_LUA) return;
+	if (m->session == 0) {
+		snprintf(prefix, sizeof(prefix), "push %x ", m->dest);
+		out_hex(prefix, m->data, m->sz);
+		return;
+	}
+	const unsigned char *cmd;
+	size_t len, used;
+	if (packed_string(m->data, m->sz, &cmd, &len, &used) && len == 4 && memcmp(cmd, "echo", 4) == 0) {
+		skynet_send(&self, 0, m->source, PTYPE_RESPONSE, m->session, (char *)m->data + used, m->sz - used);
+	} else {
+		skynet_send(&self, 0, m->source, PTYPE_ERROR, m->session, NULL, 0);
+	}
+}
+
+static int unhex(const char *s, unsigned char **out, size_t *sz) {
+	size_t n = strlen(s);
+	if (n % 2) return 0;
+	*sz = n / 2;
+	*out = malloc(*sz + 1);
+	for (size_t i = 0; i < *sz; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1) { free(*out); return 0; }
+		(*out)[i] = (unsigned char)v;
+	}
+	return 1;
+}
+
+static void *reader(void *arg) {
+	size_t cap = 0;
+	char *line = NULL;
+	(void)arg;
+	while (getline(&line, &cap, stdin) > 0) {
+		line[strcspn(line, "\r\n")] = 0;
+		unsigned a, b;
+		int type, session;
+		char name[64];
+		if (sscanf(line, "caller %x", &a) == 1) {
+			pthread_mutex_lock(&mu); if (n_caller < MAXH) callers[n_caller++] = a; pthread_mutex_unlock(&mu);
+		} else if (sscanf(line, "echo %x", &a) == 1) {
+			pthread_mutex_lock(&mu); if (n_echo < MAXH) echos[n_echo++] = a; pthread_mutex_unlock(&mu);
+		} else if (sscanf(line, "name %63s %x", name, &a) == 2) {
+			pthread_mutex_lock(&mu);
+			if (n_names < MAXH) { strcpy(names[n_names].name, name); names[n_names++].handle = a; }
+			pthread_mutex_unlock(&mu);
+		} else if (sscanf(line, "msg %x %x %d %d", &a, &b, &type, &session) == 4) {
+			char *hex = line;
+			for (int i = 0; i < 5 && hex; i++) { hex = strchr(hex, ' '); if (hex) hex++; }
+			unsigned char *data = NULL;
+			size_t sz = 0;
+			if (hex && *hex && !unhex(hex, &data, &sz)) { fprintf(stderr, "bad hex\n"); continue; }
+			enqueue(a, b, type, session, data, sz);
+		} else if (sscanf(line, "sync %d", &session) == 1) {
+			enqueue(0, 0, SPECIAL_SYNC, session, NULL, 0);
+		} else if (strcmp(line, "quit") == 0) {
+			break;
+		} else {
+			fprintf(stderr, "skynet_double: unknown command: %s\n", line);
+		}
+	}
+	free(line);
+	enqueue(0, 0, SPECIAL_QUIT, 0, NULL, 0);
+	return NULL;
+}
+
+int main(int argc, char **argv) {
+	if (argc < 2) { fprintf(stderr, "usage: %s libskynet_cluster.so\n", argv[0]); return 2; }
+	void *lib = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL);
+	if (!lib) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
+	void *(*create)(void) = (void *(*)(void))dlsym(lib, "skcluster_create");
+	int (*init)(void *, struct skynet_context *, const char *) = (int (*)(void *, struct skynet_context *, const char *))dlsym(lib, "skcluster_init");
+	void (*release)(void *) = (void (*)(void *))dlsym(lib, "skcluster_release");
+	if (!create || !init || !release) { fprintf(stderr, "missing skcluster_* symbols\n"); return 2; }
+	void *inst = create();
+	if (!inst || init(inst, &SERVICE, "") != 0) { fprintf(stderr, "skcluster_init failed\n"); return 1; }
+	printf("ready %x\n", SERVICE.handle);
+	fflush(stdout);
+	pthread_t t;
+	pthread_create(&t, NULL, reader, NULL);
+	int released = 0;
+	for (;;) {
+		pthread_mutex_lock(&mu);
+		while (!head) pthread_cond_wait(&cv, &mu);
+		struct msg *m = head;
+		head = m->next;
+		if (!head) tail = NULL;
+		pthread_mutex_unlock(&mu);
+		if (m->type == SPECIAL_QUIT) {
+			free(m);
+			if (released) break;
+			release(inst); /* pending calls fail: their errors are queued, then we stop */
+			released = 1;
+			enqueue(0, 0, SPECIAL_QUIT, 0, NULL, 0);
+			continue;
+		}
+		if (m->type == SPECIAL_SYNC) {
+			pthread_mutex_lock(&out_mu);
+			printf("sync %d\n", m->session);
+			fflush(stdout);
+			pthread_mutex_unlock(&out_mu);
+		} else if (m->dest == SERVICE.handle) {
+			if (released || !SERVICE.cb || SERVICE.cb(&SERVICE, SERVICE.ud, m->type, m->session, m->source, m->data, m->sz) == 0)
+				free(m->data);
+			m->data = NULL;
+		} else if (in_set(echos, n_echo, m->dest)) {
+			echo_dispatch(m);
+		} else {
+			char prefix[96];
+			snprintf(prefix, sizeof(prefix), "deliver %x %x %d %d ", m->source, m->dest, m->type, m->session);
+			out_hex(prefix, m->data, m->sz);
+		}
+		free(m->data);
+		free(m);
+	}
+	printf("released\n");
+	fflush(stdout);
+	pthread_join(t, NULL);
+	dlclose(lib);
+	return 0;
+}

@@ -1,0 +1,444 @@
+//! The skcluster C service (src/skynet) driven through the skynet test double
+//! (`ctest/skynet_double.c`), which CI can run without skynet. `make test-skynet` builds
+//! the double and runs this with `SKC_DOUBLE` (the double) and `SKC_LIB`
+//! (libskynet_cluster.so); without them the tests say so and pass.
+//!
+//! * `stock_client_frames_against_the_service`: the golden transcripts' client frames
+//!   (`../shared/golden/transcripts`, env `SKC_GOLDEN`) go to the service's listener over
+//!   TCP; the frames it answers must be the recorded server frames, byte for byte, for
+//!   every scenario whose answer does not depend on stock's Lua (push scenarios: the
+//!   pushes must reach the target with the recorded payloads; `getpushes`, answered by
+//!   stock's echo service with md5 digests in hash order, is not compared).
+//! * `lua_side_messages`: what cluster.lua sends to the service (calls, pushes, queries,
+//!   trace, control commands) and the one message that comes back to the caller.
+
+use serde_json::Value as J;
+use skynet_cluster::seri::{self, Table, Value};
+use skynet_cluster::wire;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const SERVICE: u32 = 0x10;
+const CALLER: u32 = 0x20;
+const ECHO: u32 = 10; // the recorded echo service's address
+const RAISE_TEXT: &[u8] = b"./skynet/lualib/skynet.lua:720: call failed";
+const INVALID_ADDR_TEXT: &[u8] = b"./skynet/lualib/skynet.lua:747: call to invalid address";
+/// Only a guard against a hung double (a failure, not a speed check).
+const HANG: Duration = Duration::from_secs(60);
+
+fn golden() -> PathBuf {
+    match std::env::var_os("SKC_GOLDEN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn pack(v: &[Value]) -> Vec<u8> {
+    seri::encode(v).unwrap()
+}
+
+fn s(x: &str) -> Value {
+    Value::String(x.as_bytes().to_vec())
+}
+
+struct Double {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    sync: i32,
+}
+
+#[derive(Debug)]
+struct Delivered {
+    source: u32,
+    ty: i32,
+    session: i32,
+    data: Vec<u8>,
+}
+
+impl Double {
+    fn start() -> Option<Double> {
+        let (Some(bin), Some(lib)) = (std::env::var_os("SKC_DOUBLE"), std::env::var_os("SKC_LIB")) else {
+            eprintln!("skipped: SKC_DOUBLE / SKC_LIB not set (run `make test-skynet`)");
+            return None;
+        };
+        let mut child = Command::new(bin).arg(lib).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start the double");
+        let stdin = child.stdin.take().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Double { child, stdin, lines, sync: 0 };
+        let first = d.line();
+        assert_eq!(first, format!("ready {SERVICE:x}"));
+        d.cmd(&format!("caller {CALLER:x}"));
+        Some(d)
+    }
+
+    fn cmd(&mut self, l: &str) {
+        writeln!(self.stdin, "{l}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        self.lines.recv_timeout(HANG).expect("the double said nothing (hung?)")
+    }
+
+    /// Sends `data` from the caller to the service.
+    fn send(&mut self, ty: i32, session: i32, data: &[u8]) {
+        self.cmd(&format!("msg {CALLER:x} {SERVICE:x} {ty} {session} {}", hex(data)));
+    }
+
+    /// The next line with `prefix`, skipping others (logs); returns the rest.
+    fn expect(&mut self, prefix: &str) -> String {
+        loop {
+            let l = self.line();
+            if let Some(r) = l.strip_prefix(prefix) {
+                return r.to_string();
+            }
+            assert!(!l.starts_with("deliver") || prefix.starts_with("deliver"), "unexpected: {l}");
+        }
+    }
+
+    /// The next message delivered to the caller.
+    fn delivered(&mut self) -> Delivered {
+        let r = self.expect("deliver ");
+        let f: Vec<&str> = r.splitn(5, ' ').collect();
+        assert_eq!(u32::from_str_radix(f[1], 16).unwrap(), CALLER, "{r}");
+        Delivered {
+            source: u32::from_str_radix(f[0], 16).unwrap(),
+            ty: f[2].parse().unwrap(),
+            session: f[3].parse().unwrap(),
+            data: unhex(f.get(4).copied().unwrap_or("")),
+        }
+    }
+
+    /// A call from the caller: the answer message.
+    fn call(&mut self, session: i32, data: &[u8]) -> Delivered {
+        self.send(10, session, data);
+        let d = self.delivered();
+        assert_eq!(d.session, session);
+        assert_eq!(d.source, SERVICE);
+        d
+    }
+
+    /// Waits until every message queued so far was dispatched; returns the lines seen.
+    fn sync(&mut self) -> Vec<String> {
+        self.sync += 1;
+        let n = self.sync;
+        self.cmd(&format!("sync {n}"));
+        let mut seen = Vec::new();
+        loop {
+            let l = self.line();
+            if l == format!("sync {n}") {
+                return seen;
+            }
+            seen.push(l);
+        }
+    }
+
+    /// Echo at ECHO as `.echo` and `@echo`, stock's error texts, a listener: its port.
+    fn serve(&mut self) -> u16 {
+        self.cmd(&format!("echo {ECHO:x}"));
+        self.cmd(&format!("name .echo {ECHO:x}"));
+        let t = pack(&[Value::Integer(7), Value::String(RAISE_TEXT.to_vec()), Value::String(INVALID_ADDR_TEXT.to_vec())]);
+        assert_eq!(self.call(1, &t).ty, 1);
+        let r = pack(&[Value::Integer(3), s("echo"), Value::Integer(ECHO as i64)]);
+        let d = self.call(2, &r);
+        assert_eq!((d.ty, d.data.len()), (1, 0), "register answers no values");
+        let d = self.call(3, &pack(&[Value::Integer(2), s("127.0.0.1"), Value::Integer(0)]));
+        assert_eq!(d.ty, 1);
+        let v = seri::decode(&d.data).unwrap();
+        assert_eq!(v[0], s("127.0.0.1"));
+        v[1].as_integer().unwrap() as u16
+    }
+
+    fn quit(mut self) -> Vec<String> {
+        self.cmd("quit");
+        let mut rest = Vec::new();
+        loop {
+            let l = self.line();
+            if l == "released" {
+                break;
+            }
+            rest.push(l);
+        }
+        assert!(self.child.wait().unwrap().success());
+        rest
+    }
+}
+
+struct Transcript {
+    name: String,
+    header: J,
+    c2s: Vec<Vec<u8>>,
+    s2c: Vec<Vec<u8>>,
+}
+
+fn transcripts() -> Vec<Transcript> {
+    let dir = golden().join("transcripts");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("golden transcripts at {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 21);
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let mut lines = text.lines();
+            let header: J = serde_json::from_str(lines.next().unwrap()).unwrap();
+            let (mut c2s, mut s2c) = (Vec::new(), Vec::new());
+            for l in lines {
+                let v: J = serde_json::from_str(l).unwrap();
+                let f = unhex(v["hex"].as_str().unwrap());
+                if v["dir"] == "c2s" {
+                    c2s.push(f)
+                } else {
+                    s2c.push(f)
+                }
+            }
+            Transcript { name: p.file_name().unwrap().to_string_lossy().into(), header, c2s, s2c }
+        })
+        .collect()
+}
+
+fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    let n = u16::from_be_bytes(h) as usize;
+    let mut f = vec![0u8; n + 2];
+    f[..2].copy_from_slice(&h);
+    s.read_exact(&mut f[2..]).unwrap();
+    f
+}
+
+fn session_of(f: &[u8]) -> u32 {
+    wire::decode_response(&f[2..]).unwrap().session()
+}
+
+/// The payloads of the pushes in a client frame stream (reassembled).
+fn pushes(c2s: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut multi: BTreeMap<u32, (bool, Vec<u8>)> = BTreeMap::new();
+    for f in c2s {
+        let b = &f[2..];
+        match b[0] {
+            0x00 | 0x80 => {
+                let sess_at = if b[0] == 0 { 5 } else { 2 + b[1] as usize };
+                let sess = u32::from_le_bytes(b[sess_at..sess_at + 4].try_into().unwrap());
+                if sess == 0 {
+                    out.push(b[sess_at + 4..].to_vec());
+                }
+            }
+            0x01 | 0x41 | 0x81 | 0xc1 => {
+                let sess_at = if b[0] & 0x80 == 0 { 5 } else { 2 + b[1] as usize };
+                let sess = u32::from_le_bytes(b[sess_at..sess_at + 4].try_into().unwrap());
+                multi.insert(sess, (b[0] & 0x40 != 0, Vec::new()));
+            }
+            0x02 | 0x03 => {
+                let sess = u32::from_le_bytes(b[1..5].try_into().unwrap());
+                let e = multi.get_mut(&sess).unwrap();
+                e.1.extend_from_slice(&b[5..]);
+                if b[0] == 0x03 {
+                    let (push, p) = multi.remove(&sess).unwrap();
+                    if push {
+                        out.push(p);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn stock_client_frames_against_the_service() {
+    let Some(mut d) = Double::start() else { return };
+    let port = d.serve();
+    let mut checked = 0;
+    for t in transcripts() {
+        let has_push = t.header["ops"].as_array().unwrap().iter().any(|o| o["op"] == "cluster.send");
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_nodelay(true).unwrap();
+        for f in &t.c2s {
+            c.write_all(f).unwrap();
+        }
+        let mut got: Vec<Vec<u8>> = (0..t.s2c.len()).map(|_| read_frame(&mut c)).collect();
+        let seen = d.sync();
+        if has_push {
+            let want: Vec<String> = pushes(&t.c2s).iter().map(|p| format!("push {ECHO:x} {}", hex(p))).collect();
+            let got_pushes: Vec<&String> = seen.iter().filter(|l| l.starts_with("push ")).collect();
+            assert_eq!(got_pushes.len(), want.len(), "{}: pushes delivered", t.name);
+            for w in &want {
+                assert!(seen.contains(w), "{}: push not delivered as recorded", t.name);
+            }
+            // The answers that are not getpushes (stock's echo hashes) must match.
+            let mut want_by: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+            for f in &t.s2c {
+                want_by.entry(session_of(f)).or_default().push(f.clone());
+            }
+            for f in got.drain(..) {
+                let sess = session_of(&f);
+                let w = want_by.get(&sess).unwrap_or_else(|| panic!("{}: answer to unknown session {sess}", t.name));
+                assert!(
+                    f.len() >= 7 || w.contains(&f),
+                    "{}: session {sess} answered {} expected one of {:?}",
+                    t.name,
+                    hex(&f),
+                    w.iter().map(|x| hex(x)).collect::<Vec<_>>()
+                );
+            }
+        } else if t.name.contains("concurrent") {
+            // Stock answers in completion order; compare per session.
+            let mut want_by: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+            for f in &t.s2c {
+                want_by.entry(session_of(f)).or_default().push(f.clone());
+            }
+            let mut got_by: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+            for f in got {
+                got_by.entry(session_of(&f)).or_default().push(f);
+            }
+            assert_eq!(got_by, want_by, "{}", t.name);
+        } else {
+            for (i, (g, w)) in got.iter().zip(&t.s2c).enumerate() {
+                assert_eq!(hex(g), hex(w), "{}: server frame {i}", t.name);
+            }
+        }
+        if t.name.contains("traced") {
+            let tags: Vec<&String> = seen.iter().filter(|l| l.starts_with("trace ")).collect();
+            let want = t.c2s.iter().filter(|f| f[2] == 0x04).count();
+            assert_eq!(tags.len(), want, "{}: trace tags reach the target", t.name);
+            for f in t.c2s.iter().filter(|f| f[2] == 0x04) {
+                assert!(seen.contains(&format!("trace {ECHO:x} {}", hex(&f[3..]))), "{}: tag bytes", t.name);
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 21);
+    d.quit();
+}
+
+#[test]
+fn lua_side_messages() {
+    let Some(mut d) = Double::start() else { return };
+    let port = d.serve();
+    let addr = format!("127.0.0.1:{port}");
+    let reload = |kv: Vec<(Value, Value)>| pack(&[Value::Integer(1), Value::Table(Table::from_pairs(kv))]);
+    let r = d.call(10, &reload(vec![(s("self"), s(&addr)), (s("down"), Value::Boolean(false)), (s("__nowaiting"), Value::Boolean(true))]));
+    assert_eq!((r.ty, r.data.clone()), (1, pack(&[Value::Nil])), "reload answers nil");
+
+    // cluster.call(node, address, ...): pack(node, address, args...) in, the remote
+    // payload out, as one PTYPE_RESPONSE to the caller with its session.
+    let r = d.call(11, &pack(&[s("self"), s("@echo"), s("echo"), Value::Integer(42)]));
+    assert_eq!((r.ty, r.data), (1, pack(&[Value::Integer(42)])));
+    let r = d.call(12, &pack(&[s("self"), s(".echo"), s("echo"), s("a"), Value::Boolean(true)]));
+    assert_eq!((r.ty, r.data), (1, pack(&[s("a"), Value::Boolean(true)])));
+    let r = d.call(13, &pack(&[s("self"), Value::Integer(ECHO as i64), s("echo"), Value::Real(1.5)]));
+    assert_eq!((r.ty, r.data), (1, pack(&[Value::Real(1.5)])));
+    let r = d.call(14, &pack(&[s("self"), s(&format!(":{ECHO:08x}")), s("echo"), s("hex")]));
+    assert_eq!((r.ty, r.data), (1, pack(&[s("hex")])));
+    for n in [0usize, 32767, 32768, 100_000, 1 << 20] {
+        let big = Value::String(vec![b'x'; n]);
+        let r = d.call(15, &pack(&[s("self"), s("@echo"), s("echo"), big.clone()]));
+        assert_eq!((r.ty, r.data == pack(&[big])), (1, true), "echo of {n} bytes");
+    }
+    // cluster.query
+    let r = d.call(16, &pack(&[s("self"), Value::Integer(0), s("echo")]));
+    assert_eq!((r.ty, r.data), (1, pack(&[Value::Integer(ECHO as i64)])));
+    // Errors: one PTYPE_ERROR (the caller's skynet.call raises "call failed").
+    for (i, m) in [
+        pack(&[s("self"), Value::Integer(0), s("nosuch")]),        // query of an unknown name
+        pack(&[s("self"), s("@nosuch"), s("echo")]),               // unknown @name
+        pack(&[s("self"), s(".nosuch"), s("echo")]),               // unknown .name
+        pack(&[s("self"), s("@echo"), s("raise"), s("boom")]),     // the target raises
+        pack(&[s("self"), Value::Integer(0x99), s("echo")]),       // no such service
+        pack(&[s("down"), s("@echo"), s("echo")]),                 // node marked down
+        pack(&[s("absent"), s("@echo"), s("echo")]),               // absent, __nowaiting
+        pack(&[Value::Integer(3), s("echo"), Value::Integer(11)]), // register a taken name
+        pack(&[Value::Integer(99)]),                               // unknown command
+        pack(&[Value::Boolean(true)]),                             // not a request
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = d.call(20 + i as i32, m);
+        assert_eq!((r.ty, r.data.len()), (7, 0), "error case {i}");
+    }
+    // The probe the launcher uses to learn skynet.lua's "call failed" text.
+    assert_eq!(d.call(40, &pack(&[Value::Integer(6)])).ty, 7);
+    // cluster.send: no answer; the target gets the payload.
+    d.send(10, 0, &pack(&[s("self"), s("@echo"), s("push"), s("p1")]));
+    d.send(10, 0, &pack(&[s("self"), s("@echo"), s("push"), Value::String(vec![b'y'; 70000])]));
+    let want1 = format!("push {ECHO:x} {}", hex(&pack(&[s("push"), s("p1")])));
+    let want2 = format!("push {ECHO:x} {}", hex(&pack(&[s("push"), Value::String(vec![b'y'; 70000])])));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let l = d.line();
+        assert!(!l.starts_with("deliver"), "a push was answered: {l}");
+        if l.starts_with("push ") {
+            got.push(l);
+        }
+    }
+    assert_eq!(got, vec![want1, want2]);
+    // Trace: the tag the caller's skynet.call sends first goes out as a 0x04 frame and
+    // reaches the target before the call, with the node name and session prepended.
+    d.send(12, 0, b":00000020-1");
+    d.send(10, 50, &pack(&[s("self"), s("@echo"), s("echo"), Value::Integer(1)]));
+    let tag = unhex(&d.expect(&format!("trace {ECHO:x} ")));
+    let text = String::from_utf8_lossy(&tag).into_owned();
+    assert!(text.starts_with('(') && text.contains("-self-") && text.ends_with(":00000020-1"), "{text}");
+    let r = d.delivered();
+    assert_eq!((r.ty, r.session), (1, 50));
+    // Unregister: @echo is gone, .echo stays.
+    assert_eq!(d.call(51, &pack(&[Value::Integer(4), s("echo")])).ty, 1);
+    assert_eq!(d.call(52, &pack(&[s("self"), s("@echo"), s("echo")])).ty, 7);
+    assert_eq!(d.call(53, &pack(&[s("self"), s(".echo"), s("echo")])).ty, 1);
+    // Stats: calls and pushes seen on both sides.
+    let st = seri::decode(&d.call(54, &pack(&[Value::Integer(8)])).data).unwrap();
+    assert!(st.iter().all(|v| v.as_integer().unwrap() > 0), "{st:?}");
+    let rest = d.quit();
+    assert!(!rest.iter().any(|l| l.starts_with("deliver")), "{rest:?}");
+}
+
+#[test]
+fn absent_node_waits_for_reload() {
+    let Some(mut d) = Double::start() else { return };
+    let port = d.serve();
+    // No __nowaiting: a call to a node with no address waits for the reload that gives one.
+    d.send(10, 60, &pack(&[s("late"), s(".echo"), s("echo"), s("late")]));
+    d.sync();
+    let kv = vec![(s("late"), s(&format!("127.0.0.1:{port}")))];
+    d.send(10, 61, &pack(&[Value::Integer(1), Value::Table(Table::from_pairs(kv))]));
+    let mut answers = [d.delivered(), d.delivered()];
+    answers.sort_by_key(|a| a.session);
+    assert_eq!((answers[0].session, answers[0].ty, answers[0].data.clone()), (60, 1, pack(&[s("late")])));
+    assert_eq!((answers[1].session, answers[1].ty), (61, 1));
+    // A call still waiting when the service is released fails (no caller hangs).
+    d.send(10, 62, &pack(&[s("never"), s(".echo"), s("echo")]));
+    d.sync();
+    let rest = d.quit();
+    assert!(rest.iter().any(|l| l == "deliver 10 20 7 62 "), "{rest:?}");
+}
