@@ -11,3 +11,4 @@ pub mod engine;
 pub mod capi;
 pub mod lua;
 pub mod skynet;
+pub mod literal;
