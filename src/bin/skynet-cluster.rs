@@ -8,6 +8,8 @@
 mod args;
 #[path = "skynet-cluster/bench.rs"]
 mod bench;
+#[path = "skynet-cluster/cli.rs"]
+mod cli;
 #[path = "skynet-cluster/floor.rs"]
 mod floor;
 #[path = "skynet-cluster/procstat.rs"]
@@ -21,6 +23,8 @@ skynet-cluster: skynet's cluster layer, native.
 USAGE:
     skynet-cluster serve --listen HOST:PORT [--port-file PATH]
     skynet-cluster bench [--connect HOST:PORT] [--size N] [--conc N] [--duration S] [--push] ...
+    skynet-cluster call|push [--timeout MS] HOST:PORT ADDR [ARGS...]   (ARGS: Lua literals)
+    skynet-cluster query [--timeout MS] HOST:PORT NAME
     skynet-cluster help | --help
 
 Run `skynet-cluster <subcommand> --help` for the flags of each subcommand.
@@ -31,6 +35,9 @@ fn main() {
     let code = match argv.next().as_deref() {
         Some("serve") => serve::main(argv.collect()),
         Some("bench") => bench::main(argv.collect()),
+        Some("call") => cli::call(argv.collect()),
+        Some("push") => cli::push(argv.collect()),
+        Some("query") => cli::query(argv.collect()),
         Some("help") | Some("--help") | Some("-h") => {
             print!("{USAGE}");
             0

@@ -1,0 +1,229 @@
+//! `call`, `push`, `query`: redis-cli for a skynet cluster. Arguments are Lua literals
+//! (`'"GET"' '"a"'`, `42`, `'{x=1,"y"}'`), packed with skynet.pack; answers are printed as Lua
+//! literals, one value per line. A remote error prints its text on stderr and exits 1; usage
+//! errors exit 2; transport errors (connect, timeout, link down) exit 3.
+
+use skynet_cluster::engine::{Address, CallError, Config, Node};
+use skynet_cluster::{literal, seri, wire};
+use std::time::{Duration, Instant};
+
+const PEER: &str = "target";
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+const USAGE: &str = "\
+USAGE:
+    skynet-cluster call  [--timeout MS] HOST:PORT ADDR [ARGS...]
+    skynet-cluster push  [--timeout MS] HOST:PORT ADDR [ARGS...]
+    skynet-cluster query [--timeout MS] HOST:PORT NAME
+
+ADDR is a service name (`@sdb` for a name registered with cluster.register, `.db` for a
+skynet local name) or a numeric address (`10`, `0x0a`, `:0000000a`). ARGS are Lua literals,
+quoted for the shell: '\"GET\"' '\"a\"' 42 '{x=1,\"y\"}' true nil. The answer is printed as Lua
+literals, one value per line. --timeout: milliseconds to wait (default 10000, 0 = forever).
+
+EXIT: 0 ok, 1 remote error (its text on stderr), 2 usage, 3 connect/timeout/link errors.
+";
+
+struct Cmd {
+    target: String,
+    timeout: Option<Duration>,
+    rest: Vec<String>,
+}
+
+/// Why a subcommand could not run: bad usage (exit 2, with the usage text) or an operational
+/// failure before any request was sent (exit 3).
+enum Fail {
+    Usage(String),
+    Op(String),
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Self {
+        Fail::Usage(s)
+    }
+}
+
+impl From<&str> for Fail {
+    fn from(s: &str) -> Self {
+        Fail::Usage(s.to_string())
+    }
+}
+
+fn parse(argv: Vec<String>, min_rest: usize) -> Result<Cmd, Fail> {
+    let mut it = argv.into_iter().peekable();
+    let mut timeout = Some(Duration::from_millis(DEFAULT_TIMEOUT_MS));
+    // Options come first: ARGS may be negative numbers.
+    while let Some(a) = it.peek() {
+        if a == "--help" || a == "-h" {
+            return Err(Fail::Usage(String::new()));
+        }
+        let v = if a == "--timeout" {
+            it.next();
+            it.next().ok_or("--timeout needs a value")?
+        } else if let Some(v) = a.strip_prefix("--timeout=") {
+            let v = v.to_string();
+            it.next();
+            v
+        } else {
+            break;
+        };
+        let ms: u64 = v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of milliseconds"))?;
+        timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    let target = it.next().ok_or("missing HOST:PORT")?;
+    let rest: Vec<String> = it.collect();
+    if rest.len() < min_rest {
+        return Err("missing ADDR".into());
+    }
+    Ok(Cmd { target, timeout, rest })
+}
+
+/// `@name` / `.name` / other text -> a name; `10`, `0x0a`, `:0000000a` -> a number.
+fn address(s: &str) -> Result<Address<'_>, String> {
+    let num = if let Some(h) = s.strip_prefix(':').or_else(|| s.strip_prefix("0x")) {
+        u32::from_str_radix(h, 16).ok()
+    } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u32>().ok()
+    } else {
+        None
+    };
+    match num {
+        Some(n) => Ok(Address::Id(n)),
+        None if s.is_empty() || s.len() > 255 => Err(format!("address `{s}`: a name must be 1..255 bytes")),
+        None => Ok(Address::Name(s.as_bytes())),
+    }
+}
+
+fn payload(args: &[String]) -> Result<Vec<u8>, String> {
+    let values = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| literal::parse(a).map_err(|e| format!("argument {}: {e}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    seri::encode(&values).map_err(|e| format!("cannot pack the arguments: {e}"))
+}
+
+fn node(target: &str) -> Result<Node, Fail> {
+    let node = Node::new(Config { nowaiting: true, ..Config::default() })
+        .map_err(|e| Fail::Op(format!("cannot start a node: {e}")))?;
+    node.reload(&[(PEER, Some(target))]);
+    Ok(node)
+}
+
+fn usage_error(cmd: &str, e: String) -> i32 {
+    if e.is_empty() {
+        print!("{USAGE}");
+        return 0;
+    }
+    eprintln!("skynet-cluster {cmd}: {e}\n\n{USAGE}");
+    2
+}
+
+fn call_error(e: CallError) -> i32 {
+    match e {
+        CallError::Remote(text) => {
+            eprintln!("{}", String::from_utf8_lossy(&text));
+            1
+        }
+        e => {
+            eprintln!("skynet-cluster: {e}");
+            3
+        }
+    }
+}
+
+fn print_answer(bytes: &[u8]) {
+    match seri::decode(bytes) {
+        Ok(values) => {
+            for v in &values {
+                println!("{}", literal::print(v));
+            }
+        }
+        Err(e) => {
+            eprintln!("skynet-cluster: the answer is not skynet.pack data ({e}); printed as one string");
+            println!("{}", literal::print(&seri::Value::String(bytes.to_vec())));
+        }
+    }
+}
+
+pub fn call(argv: Vec<String>) -> i32 {
+    let run = || -> Result<i32, Fail> {
+        let c = parse(argv, 1)?;
+        let addr = address(&c.rest[0])?;
+        let p = payload(&c.rest[1..])?;
+        let node = node(&c.target)?;
+        Ok(match node.call(PEER, addr, &p, c.timeout) {
+            Ok(answer) => {
+                print_answer(&answer);
+                0
+            }
+            Err(e) => call_error(e),
+        })
+    };
+    finish("call", run())
+}
+
+pub fn push(argv: Vec<String>) -> i32 {
+    let run = || -> Result<i32, Fail> {
+        let c = parse(argv, 1)?;
+        let addr = address(&c.rest[0])?;
+        let p = payload(&c.rest[1..])?;
+        let node = node(&c.target)?;
+        // What the push puts on the wire (a single-frame push carries session 0; a multi-part
+        // one the link's first session): the push has left once this many bytes were written.
+        let mut frames = Vec::new();
+        wire::encode_request(&mut frames, addr, 1, &p, wire::RequestKind::Push)
+            .map_err(|e| Fail::Op(e.to_string()))?;
+        if let Err(e) = node.push(PEER, addr, &p) {
+            return Ok(call_error(e));
+        }
+        // A push has no answer: wait until it is written (or the link fails) before exiting.
+        let start = Instant::now();
+        loop {
+            let s = node.stats(PEER).unwrap_or_default();
+            if s.bytes_out >= frames.len() as u64 {
+                return Ok(0);
+            }
+            if s.drops > 0 {
+                eprintln!("skynet-cluster: the link to {} closed before the push was sent", c.target);
+                return Ok(3);
+            }
+            if c.timeout.is_some_and(|t| start.elapsed() > t) {
+                eprintln!("skynet-cluster: the push was not sent within the timeout");
+                return Ok(3);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    finish("push", run())
+}
+
+pub fn query(argv: Vec<String>) -> i32 {
+    let run = || -> Result<i32, Fail> {
+        let c = parse(argv, 1)?;
+        if c.rest.len() != 1 {
+            return Err(Fail::Usage("query takes exactly one NAME".into()));
+        }
+        let name = c.rest[0].strip_prefix('@').unwrap_or(&c.rest[0]);
+        let node = node(&c.target)?;
+        Ok(match node.query(PEER, name, c.timeout) {
+            Ok(a) => {
+                println!("{a}");
+                0
+            }
+            Err(e) => call_error(e),
+        })
+    };
+    finish("query", run())
+}
+
+fn finish(cmd: &str, r: Result<i32, Fail>) -> i32 {
+    match r {
+        Ok(code) => code,
+        Err(Fail::Op(e)) => {
+            eprintln!("skynet-cluster {cmd}: {e}");
+            3
+        }
+        Err(Fail::Usage(e)) => usage_error(cmd, e),
+    }
+}
