@@ -229,3 +229,26 @@ fn callbacks_chain_calls_on_the_io_thread() {
     step(c.handle(), 1000, tx);
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), 0);
 }
+
+#[test]
+fn panicking_handler_and_callback_leave_the_node_working() {
+    use skynet_cluster::engine::{FnService, Inbound, Responder};
+    let srv = Node::new(Config::default()).unwrap();
+    let addr = srv.listen("127.0.0.1:0").unwrap().to_string();
+    srv.set_service(std::sync::Arc::new(FnService {
+        call: |req: Inbound<'_>, r: Responder| {
+            if req.payload == b"panic" {
+                panic!("test: handler panics on purpose");
+            }
+            r.ok(req.payload)
+        },
+        push: |_req: Inbound<'_>| panic!("test: push handler panics on purpose"),
+    }));
+    let c = client(Config::default(), &addr);
+    assert_eq!(c.call("srv", Address::Id(1), b"panic", GUARD), Err(CallError::Remote(b"no response".to_vec())));
+    c.push("srv", Address::Id(1), b"x").unwrap();
+    assert_eq!(c.call("srv", Address::Id(1), b"fine", GUARD).unwrap(), b"fine");
+    c.call_with("srv", Address::Id(1), b"cb", CallOpts::default(), |_| panic!("test: callback panics on purpose"))
+        .unwrap();
+    assert_eq!(c.call("srv", Address::Id(1), b"still", GUARD).unwrap(), b"still");
+}

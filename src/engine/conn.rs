@@ -147,10 +147,16 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// Ends the call. A panicking callback is caught and logged, so that it cannot take
+    /// the I/O thread down.
     pub fn complete(self, r: Result<Reply<'_>, CallError>) {
         match self.waiter {
             Waiter::Slot(s) => s.set(r.map(Reply::into_vec)),
-            Waiter::Callback(cb) => cb(r),
+            Waiter::Callback(cb) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r))).is_err() {
+                    eprintln!("skynet-cluster engine: a call_with callback panicked");
+                }
+            }
         }
     }
 }

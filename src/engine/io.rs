@@ -519,7 +519,10 @@ fn dispatch(
     };
     let service = inner.service.read().clone();
     let req = Inbound { addr, session, payload, trace, peer: conn.peer, link: conn.token.0 as u64 };
-    match service {
+    // A panicking handler must not take the I/O thread (and every link) down with it: the
+    // panic is caught and logged; an unanswered call's Responder is dropped while unwinding,
+    // which answers `no response`.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match service {
         Some(s) if push => s.push(req),
         Some(s) => {
             conn.inflight.fetch_add(1, Ordering::Relaxed);
@@ -527,6 +530,9 @@ fn dispatch(
         }
         None if push => {}
         None => conn.respond_direct(session, Err(b"no service")),
+    }));
+    if r.is_err() {
+        eprintln!("skynet-cluster engine: service handler panicked (session {session}); link kept");
     }
 }
 
