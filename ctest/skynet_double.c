@@ -212,15 +212,22 @@ static void echo_dispatch(struct msg *m) {
 	}
 }
 
+static int nibble(char c) {
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
 static int unhex(const char *s, unsigned char **out, size_t *sz) {
 	size_t n = strlen(s);
 	if (n % 2) return 0;
 	*sz = n / 2;
 	*out = malloc(*sz + 1);
 	for (size_t i = 0; i < *sz; i++) {
-		unsigned v;
-		if (sscanf(s + 2 * i, "%2x", &v) != 1) { free(*out); return 0; }
-		(*out)[i] = (unsigned char)v;
+		int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
+		if (hi < 0 || lo < 0) { free(*out); return 0; }
+		(*out)[i] = (unsigned char)(hi << 4 | lo);
 	}
 	return 1;
 }
