@@ -53,8 +53,9 @@ pub struct Config {
     /// Stock's `__nowaiting`: a call to a node with no address fails at once instead of
     /// waiting for a reload that provides one.
     pub nowaiting: bool,
-    /// Largest multi-part message (request or response) accepted from a peer. A header that
-    /// declares more drops the link: the peer is broken or hostile.
+    /// Largest multi-part message (request or response) accepted from a peer, and the most
+    /// bytes the multi-part messages being joined on one link may declare together. A
+    /// header beyond that drops the link: the peer is broken or hostile.
     pub max_message: usize,
     /// Multi-part messages being reassembled at once on one link (more drops the link).
     pub max_multi_pending: usize,

@@ -15,26 +15,40 @@ pub(crate) struct Reasm<M> {
     pending: HashMap<u32, Partial<M>>,
     max_total: usize,
     max_pending: usize,
+    /// Sum of the declared totals being joined: bounded by `max_total` too, so that a peer
+    /// cannot make one link hold `max_pending` buffers of `max_total` bytes each.
+    declared: usize,
 }
 
 impl<M> Reasm<M> {
     pub fn new(max_total: usize, max_pending: usize) -> Self {
-        Reasm { pending: HashMap::new(), max_total, max_pending }
+        Reasm { pending: HashMap::new(), max_total, max_pending, declared: 0 }
     }
 
     pub fn begin(&mut self, session: u32, total: u32, meta: M) -> Result<(), ReassemblyError> {
         let total = total as usize;
-        if total > self.max_total {
-            return Err(ReassemblyError::TooLarge { session, total: total as u64, limit: self.max_total });
+        if total > self.max_total || self.declared + total > self.max_total {
+            return Err(ReassemblyError::TooLarge {
+                session,
+                total: (self.declared + total) as u64,
+                limit: self.max_total,
+            });
         }
-        if self.pending.remove(&session).is_some() {
+        if self.remove(session).is_some() {
             return Err(ReassemblyError::DuplicateSession(session));
         }
         if self.pending.len() >= self.max_pending {
             return Err(ReassemblyError::TooManyPending(self.max_pending));
         }
+        self.declared += total;
         self.pending.insert(session, Partial { meta, total, data: Vec::new() });
         Ok(())
+    }
+
+    fn remove(&mut self, session: u32) -> Option<Partial<M>> {
+        let p = self.pending.remove(&session)?;
+        self.declared -= p.total;
+        Some(p)
     }
 
     /// Adds a part; the whole message after the last one. The first part takes a buffer of
@@ -46,11 +60,11 @@ impl<M> Reasm<M> {
         let total = p.total;
         let got = p.data.len() + chunk.len();
         if got > total {
-            self.pending.remove(&session);
+            self.remove(session);
             return Err(ReassemblyError::Overflow { session, total: total as u64 });
         }
         if last && got != total {
-            self.pending.remove(&session);
+            self.remove(session);
             return Err(ReassemblyError::SizeMismatch { session, total: total as u64, got: got as u64 });
         }
         if p.data.capacity() == 0 {
@@ -60,7 +74,7 @@ impl<M> Reasm<M> {
         if !last {
             return Ok(None);
         }
-        let p = self.pending.remove(&session).expect("looked up above");
+        let p = self.remove(session).expect("looked up above");
         Ok(Some((p.meta, p.data)))
     }
 }
@@ -87,5 +101,12 @@ mod tests {
         assert!(matches!(r.part(6, b"abc", false, &pool), Err(ReassemblyError::Overflow { .. })));
         r.begin(7, 3, 0).unwrap();
         assert!(matches!(r.part(7, b"ab", true, &pool), Err(ReassemblyError::SizeMismatch { .. })));
+        // The declared totals in flight are bounded together, not only one by one.
+        let mut r: Reasm<u8> = Reasm::new(100, 10);
+        r.begin(1, 60, 0).unwrap();
+        assert!(matches!(r.begin(2, 60, 0), Err(ReassemblyError::TooLarge { .. })));
+        r.begin(3, 40, 0).unwrap();
+        assert!(matches!(r.part(1, &[0; 61], false, &pool), Err(ReassemblyError::Overflow { .. })));
+        r.begin(4, 60, 0).unwrap();
     }
 }
