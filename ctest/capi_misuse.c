@@ -81,6 +81,15 @@ int main(void) {
         EXPECT(bad == NULL); /* a failing constructor leaves NULL behind */
     }
 
+    {
+        const char *names[] = {"a"}, *addrs[] = {"127.0.0.1:1"};
+        EXPECT_RC(SKC_ERR_SIZE, skc_reload(node, names, addrs, SIZE_MAX));
+        EXPECT_RC(SKC_ERR_INVALID, skc_reload_text(node, "a = 1"));
+        EXPECT_RC(SKC_ERR_INVALID, skc_reload_text(node, "a = \"x\"\nbad line"));
+        EXPECT(strstr(skc_last_error(), "line 2") != NULL);
+        EXPECT_RC(SKC_ERR_SIZE, skc_trace(NULL) == SKC_OK ? SKC_ERR_SIZE : SKC_OK);
+    }
+
     /* Wrong handle kinds (a C cast away from a type error). */
     skc_pack *p;
     MUST(skc_pack_new(&p));

@@ -7,13 +7,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-enum { ECHO = 1, LATER = 2, FAIL = 3, HOLD = 4, TWICE = 5, BLOCKING = 6 };
+enum { ECHO = 1, LATER = 2, FAIL = 3, HOLD = 4, TWICE = 5, BLOCKING = 6, NEVER = 7 };
 
 static atomic_int pushes;
 static atomic_long push_bytes;
 static atomic_int second_answer_rc = -1;
 static atomic_int blocking_rc = -1;
-static skc_responder *held;
+static skc_responder *_Atomic held;
+static atomic_int never_seen;
 static skc_node *server_node;
 static char last_trace[256];
 
@@ -87,7 +88,12 @@ static void handler(void *ud, const skc_request *req, skc_responder *r) {
         skc_respond_error(r, "boom");
         break;
     case HOLD:
-        held = r;
+        r = atomic_exchange(&held, r);
+        if (r) skc_respond_error(r, "replaced");
+        break;
+    case NEVER:
+        /* Never answered: the responder is freed when the server node is destroyed. */
+        atomic_fetch_add(&never_seen, 1);
         break;
     case TWICE:
         skc_respond(r, req->data, req->len);
@@ -234,9 +240,9 @@ int main(void) {
         uint8_t *resp;
         size_t n;
         EXPECT_RC(SKC_ERR_TIMEOUT, skc_call(cli, "srv", NULL, HOLD, NULL, 0, 50, &resp, &n));
-        WAIT_FOR(held != NULL);
+        WAIT_FOR(atomic_load(&held) != NULL);
         /* The late answer is dropped by the client; the link stays usable. */
-        MUST(skc_respond(held, (const uint8_t *)"late", 4));
+        MUST(skc_respond(atomic_exchange(&held, NULL), (const uint8_t *)"late", 4));
         MUST(skc_call(cli, "srv", NULL, ECHO, (const uint8_t *)"ok", 2, 30000, &resp, &n));
         EXPECT(n == 2);
         skc_free(resp);
@@ -376,6 +382,39 @@ int main(void) {
         EXPECT_RC(SKC_ERR_NODE_ABSENT, skc_push(cli, "nowhere", NULL, ECHO, NULL, 0));
         EXPECT_RC(SKC_ERR_INVALID, skc_reload_text(cli, "srv = 127.0.0.1:1"));
         EXPECT_RC(SKC_ERR_INVALID, skc_call(cli, "srv", "", 0, NULL, 0, 30000, &resp, &n));
+    }
+
+    /* Calls pending when their node is destroyed end before skc_node_destroy returns: the
+     * callback runs, the completion is queued. A call to a node with no address yet waits for
+     * a reload until its timeout. */
+    {
+        skc_node *c2;
+        skc_queue *q;
+        skc_completion c;
+        uint8_t *resp;
+        size_t n;
+        char map[128];
+        struct async_result r = {0};
+        MUST(skc_node_new(NULL, &c2));
+        snprintf(map, sizeof map, "srv = \"%s\"", addr);
+        MUST(skc_reload_text(c2, map));
+        EXPECT_RC(SKC_ERR_TIMEOUT, skc_call(c2, "later", NULL, ECHO, NULL, 0, 20, &resp, &n));
+        MUST(skc_queue_new(&q));
+        MUST(skc_call_async(c2, "srv", NULL, HOLD, NULL, 0, 0, on_done, &r));
+        MUST(skc_call_queued(c2, "srv", NULL, NEVER, NULL, 0, 0, q, 99));
+        WAIT_FOR(atomic_load(&held) != NULL && atomic_load(&never_seen) == 1);
+        MUST(skc_node_destroy(c2));
+        EXPECT(atomic_load(&r.done) == 1);
+        EXPECT(r.status == SKC_ERR_LINK_DOWN || r.status == SKC_ERR_SHUTDOWN);
+        free(r.data);
+        MUST(skc_queue_pop(q, &c, sizeof c));
+        EXPECT(c.token == 99 && (c.status == SKC_ERR_LINK_DOWN || c.status == SKC_ERR_SHUTDOWN));
+        skc_free(c.data);
+        MUST(skc_queue_free(q));
+        /* The server still holds a responder for the first call: its link is gone, so the
+         * answer is discarded. */
+        MUST(skc_respond(atomic_exchange(&held, NULL), NULL, 0));
+        EXPECT_RC(SKC_ERR_HANDLE, skc_call(c2, "srv", NULL, ECHO, NULL, 0, 0, &resp, &n));
     }
 
     /* Server gone: its node is destroyed; the client's next calls fail, they do not hang. */
