@@ -309,7 +309,7 @@ fn bounded_send_queue_gives_overloaded() {
 fn slow_host_pauses_reading_and_memory_stays_bounded() {
     let (srv, addr, seen) = server(Config { max_inflight: 8, ..Config::default() });
     let c = client(Config::default(), &addr);
-    const N: usize = 6000; // ~ 700 KiB of requests: more than one read chunk
+    const N: usize = 12000; // ~ 1.4 MB of requests: more than one 512 KiB read chunk
     let (tx, rx) = mpsc::channel();
     c.batch(|| {
         for i in 0..N {

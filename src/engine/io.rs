@@ -27,7 +27,9 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 pub(crate) const WAKER: Token = Token(0);
-const SCRATCH: usize = 256 << 10;
+/// The read buffer, one per I/O thread: large reads cut syscalls for big messages (measured:
+/// 512 KiB about doubles 1 MiB calls at concurrency 8 against 256 KiB).
+const SCRATCH: usize = 512 << 10;
 const NO_DEADLINE: u64 = u64::MAX;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

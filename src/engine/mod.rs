@@ -45,7 +45,7 @@
 //! # Memory
 //!
 //! An idle link holds its socket, a small struct, a ~14 KiB latency histogram (outbound)
-//! and at most one 16 KiB spare send chunk: the read buffer (256 KiB) is one per I/O
+//! and at most one 16 KiB spare send chunk: the read buffer (512 KiB) is one per I/O
 //! thread and only an incomplete frame is kept per link (measured: ~9-15 KiB per idle link
 //! on the calling side, ~5 KiB on the serving side). Large buffers (send chunks and
 //! reassembled messages of 16 KiB - 4 MiB) come from a per-node pool capped at 32 MiB,
