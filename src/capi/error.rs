@@ -121,7 +121,9 @@ thread_local! {
 }
 
 pub(crate) fn set_last(msg: &[u8]) {
-    LAST.with(|l| {
+    // try_with: a call made while this thread's locals are being torn down loses its text
+    // instead of panicking.
+    let _ = LAST.try_with(|l| {
         let mut l = l.borrow_mut();
         l.clear();
         l.extend_from_slice(msg);
