@@ -85,3 +85,31 @@ test-capi: capi-header-check $(CAPI_TESTS) capi-examples
 	    -Wl,-rpath,$(abspath $(CAPI_DIR)/prefix/lib)
 	@ldd $(CAPI_DIR)/client_pc | grep -q '$(abspath $(CAPI_DIR)/prefix/lib)/libskynet_cluster.so' || { echo "client_pc is not linked against the installed library"; exit 1; }
 	@echo "test-capi: passed"
+
+# Not a test (CI has no skynet): interop with a stock skynet you built yourself, e.g.
+#   make interop-capi SKYNET_ROOT=/tmp/skynet
+# A stock node serves simpledb as "@sdb"; examples/client.c and `skynet-cluster call/query`
+# call it. Then examples/server.c serves "@echo" and a stock node calls it (ctest/capi_interop_*.lua).
+.PHONY: interop-capi
+interop-capi: capi-examples build
+	@[ -x "$(SKYNET_ROOT)/skynet" ] || { echo "interop-capi: set SKYNET_ROOT to a built stock skynet"; exit 1; }
+	@set -e; d=$(abspath $(CAPI_DIR))/interop; mkdir -p $$d; \
+	free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }; \
+	db=$$(free_port); cp=$$(free_port); \
+	for s in db caller; do printf '%s\n' 'thread = 2' 'logger = nil' 'harbor = 0' "start = \"capi_interop_$$s\"" \
+	  'bootstrap = "snlua bootstrap"' "luaservice = \"$(abspath ctest)/?.lua;./service/?.lua;./examples/?.lua\"" \
+	  'lualoader = "lualib/loader.lua"' 'cpath = "./cservice/?.so"' > $$d/config.$$s; done; \
+	(cd $(SKYNET_ROOT) && SKC_DB_PORT=$$db ./skynet $$d/config.db > $$d/db.log 2>&1) & sk=$$!; \
+	trap 'kill $$sk 2>/dev/null || true' EXIT INT TERM; \
+	for i in $$(seq 1 100); do grep -q 'INTEROP: db ready' $$d/db.log && break; sleep 0.05; done; \
+	echo "== C client -> stock @sdb (port $$db)"; \
+	$(CAPI_DIR)/client 127.0.0.1:$$db @sdb GET a; \
+	$(CAPI_DIR)/client 127.0.0.1:$$db @sdb GET big | wc -c; \
+	$(CAPI_DIR)/client 127.0.0.1:$$db @sdb BADCMD || true; \
+	echo "== skynet-cluster call/query -> stock"; \
+	$(CLI) call 127.0.0.1:$$db @sdb '"SET"' '"t"' '{x=1,"y"}'; $(CLI) call 127.0.0.1:$$db @sdb '"GET"' '"t"'; \
+	$(CLI) query 127.0.0.1:$$db sdb; $(CLI) push 127.0.0.1:$$db @sdb '"PING"' '"from-cli"'; \
+	echo "== stock node -> C server (port $$cp)"; \
+	$(CAPI_DIR)/server 127.0.0.1:$$cp > $$d/cserver.log 2>&1 & cs=$$!; sleep 0.2; \
+	(cd $(SKYNET_ROOT) && SKC_C_PORT=$$cp timeout 30 ./skynet $$d/config.caller 2>&1 | grep INTEROP); \
+	wait $$cs && echo "C server stopped by the stock node's push"
