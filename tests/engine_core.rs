@@ -252,3 +252,28 @@ fn panicking_handler_and_callback_leave_the_node_working() {
         .unwrap();
     assert_eq!(c.call("srv", Address::Id(1), b"still", GUARD).unwrap(), b"still");
 }
+
+#[test]
+fn no_copy_paths_round_trip_every_size() {
+    use skynet_cluster::engine::{FnService, Inbound, Responder};
+    let srv = Node::new(Config::default()).unwrap();
+    let addr = srv.listen("127.0.0.1:0").unwrap().to_string();
+    srv.set_service(std::sync::Arc::new(FnService {
+        call: |req: Inbound<'_>, r: Responder| r.ok_bytes(req.take_payload()),
+        push: |_req: Inbound<'_>| {},
+    }));
+    let c = client(Config::default(), &addr);
+    let (tx, rx) = mpsc::channel();
+    for (i, n) in [0usize, 1, 32767, 32768, 32769, 65536, 65537, 1 << 20].into_iter().enumerate() {
+        let p = bytes::Bytes::from(pattern(n, i as u8));
+        let want = p.clone();
+        let tx = tx.clone();
+        c.call_with_bytes("srv", Address::Id(7), p.clone(), CallOpts { timeout: GUARD, trace: Some(b"t") }, move |r| {
+            tx.send(r.unwrap().as_slice() == &want[..]).unwrap();
+        })
+        .unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), "size {n}");
+        c.push_bytes("srv", Address::Id(7), p).unwrap();
+    }
+    assert_eq!(c.call("srv", Address::Id(7), b"end", GUARD).unwrap(), b"end");
+}

@@ -185,6 +185,8 @@ fn echo_node(expected: Arc<Mutex<HashMap<u32, Vec<u8>>>>) -> (Node, String) {
             }
             let (cmd, used) = minipack::unpack_str(req.payload).expect("command string first");
             match cmd {
+                // Large answers through the no-copy path (framing checked byte for byte too).
+                b"echo" if wire::response_is_multi(req.payload.len() - used) => r.ok_bytes(req.take_payload().slice(used..)),
                 b"echo" => r.ok(&req.payload[used..]),
                 b"raise" => r.error(RAISE_TEXT),
                 b"getpushes" => {
@@ -317,7 +319,11 @@ fn our_client_against_stock_server() {
                         assert_eq!(m.session, session);
                         session = wire::next_session(session);
                     }
-                    node.push(&node_name, a, &m.payload).unwrap();
+                    if m.payload.len() >= wire::MULTI_PART {
+                        node.push_bytes(&node_name, a, bytes::Bytes::from(m.payload.clone())).unwrap();
+                    } else {
+                        node.push(&node_name, a, &m.payload).unwrap();
+                    }
                 }
                 "cluster.query" => {
                     let m = calls.remove(&session).expect("recorded query");
@@ -338,10 +344,15 @@ fn our_client_against_stock_server() {
                     let concurrent = op.get("completion_index").is_some();
                     let (tx, rx) = mpsc::channel();
                     let opts = CallOpts { timeout: Some(Duration::from_secs(30)), trace: trace.as_deref() };
-                    node.call_with(&node_name, a, &m.payload, opts, move |r| {
+                    let done = move |r: Result<skynet_cluster::engine::Reply<'_>, CallError>| {
                         tx.send(r.map(|p| p.into_vec())).unwrap();
-                    })
-                    .unwrap();
+                    };
+                    // Multi-part requests go through the no-copy path (framing checked too).
+                    if m.payload.len() >= wire::MULTI_PART {
+                        node.call_with_bytes(&node_name, a, bytes::Bytes::from(m.payload.clone()), opts, done).unwrap();
+                    } else {
+                        node.call_with(&node_name, a, &m.payload, opts, done).unwrap();
+                    }
                     pending.push((rx, ans, t.name.clone()));
                     if !concurrent {
                         for (rx, ans, name) in pending.drain(..) {

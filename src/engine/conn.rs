@@ -26,6 +26,7 @@ use mio::Token;
 use parking_lot::{Condvar, Mutex};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -133,6 +134,23 @@ impl Slot {
     }
 }
 
+/// One piece of a link's send queue: bytes we encoded, or a slice of a payload the caller
+/// handed over (`bytes::Bytes`), written from where it is.
+pub(crate) enum Chunk {
+    Buf(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl Chunk {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Buf(v) => v,
+            Chunk::Shared(b) => b,
+        }
+    }
+}
+
 pub(crate) enum Waiter {
     Slot(Arc<Slot>),
     Callback(Callback),
@@ -165,7 +183,7 @@ pub(crate) struct ConnState {
     /// Frames waiting to be written, in chunks: small frames share a chunk, a large
     /// message gets one of its exact size (no reallocation, no copy when the queue grows).
     /// `out[0][..sent]` was already written.
-    out: VecDeque<Vec<u8>>,
+    out: VecDeque<Chunk>,
     sent: usize,
     /// Bytes not yet written: in `out`, and held by a flusher that is writing right now.
     queued: usize,
@@ -196,7 +214,7 @@ impl ConnState {
     /// Appends one message of at most `need` bytes through `f`, which encodes into the
     /// tail chunk. On error nothing is left behind.
     pub fn append<R, E>(&mut self, pool: &Pool, need: usize, f: impl FnOnce(&mut Vec<u8>) -> Result<R, E>) -> Result<R, E> {
-        let fits = self.out.back().is_some_and(|b| b.capacity() - b.len() >= need);
+        let fits = matches!(self.out.back(), Some(Chunk::Buf(b)) if b.capacity() - b.len() >= need);
         if !fits {
             // Chunks grow with the queue: under load many messages share one allocation
             // (a malloc/free per message costs more than the copy, through heap trimming
@@ -210,22 +228,54 @@ impl ConnState {
                 }
                 None => pool.get(cap),
             };
-            self.out.push_back(v);
+            self.out.push_back(Chunk::Buf(v));
         }
-        let tail = self.out.back_mut().expect("pushed above");
+        let Some(Chunk::Buf(tail)) = self.out.back_mut() else { unreachable!("a Buf chunk is at the back") };
         let mark = tail.len();
         let r = f(tail);
         let added = tail.len() - mark;
         if r.is_err() {
             tail.truncate(mark);
             if tail.is_empty() {
-                let v = self.out.pop_back().expect("tail");
-                self.recycle(v, pool);
+                if let Some(Chunk::Buf(v)) = self.out.pop_back() {
+                    self.recycle(v, pool);
+                }
             }
         } else {
             self.queued += added;
         }
         r
+    }
+
+    /// Appends a multi-part message whose payload is written from `payload` itself (no
+    /// copy): `head` encodes what goes before the first part (trace, header or begin
+    /// frame), `part_header` gives the 7 bytes before each chunk of `MULTI_PART` bytes.
+    pub fn append_shared<E>(
+        &mut self,
+        head: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+        payload: &Bytes,
+        part_header: impl Fn(usize, bool) -> [u8; 7],
+    ) -> Result<(), E> {
+        let parts = payload.len().div_ceil(crate::wire::MULTI_PART);
+        let mut hdrs = Vec::with_capacity(64 + parts * 7);
+        head(&mut hdrs)?;
+        let head_len = hdrs.len();
+        for (i, chunk) in payload.chunks(crate::wire::MULTI_PART).enumerate() {
+            hdrs.extend_from_slice(&part_header(chunk.len(), i + 1 == parts));
+        }
+        let hdrs = Bytes::from(hdrs);
+        let mut at = 0;
+        let mut h = 0;
+        for i in 0..parts {
+            let end = if i == 0 { head_len + 7 } else { h + 7 };
+            self.out.push_back(Chunk::Shared(hdrs.slice(h..end)));
+            h = end;
+            let n = (payload.len() - at).min(crate::wire::MULTI_PART);
+            self.out.push_back(Chunk::Shared(payload.slice(at..at + n)));
+            at += n;
+        }
+        self.queued += hdrs.len() + payload.len();
+        Ok(())
     }
 
     fn recycle(&mut self, mut v: Vec<u8>, pool: &Pool) {
@@ -427,8 +477,10 @@ impl Conn {
             LinkStats::add(&self.stats.bytes_out, written as u64);
             st = self.st.lock();
             st.queued = st.queued.saturating_sub(written); // close() may have zeroed it meanwhile
-            for v in done {
-                st.recycle(v, &self.io.pool);
+            for c in done {
+                if let Chunk::Buf(v) = c {
+                    st.recycle(v, &self.io.pool);
+                }
             }
             match res {
                 Ok(true) => {}
@@ -526,6 +578,40 @@ impl Conn {
         }
     }
 
+    /// Queues a response whose payload is written from `payload` itself when it goes
+    /// multi-part (no copy); a single-frame answer is copied as usual.
+    pub fn respond_bytes(self: &Arc<Self>, session: u32, payload: Bytes) {
+        if !crate::wire::response_is_multi(payload.len()) || u32::try_from(payload.len()).is_err() {
+            return self.respond(session, Ok(&payload));
+        }
+        self.inflight.fetch_sub(1, Ordering::Relaxed);
+        let mut st = self.st.lock();
+        if st.closed.is_some() {
+            return;
+        }
+        let total = payload.len() as u32;
+        let _ = st.append_shared::<()>(
+            |b| {
+                crate::wire::encode_response_begin(b, session, total);
+                Ok(())
+            },
+            &payload,
+            |n, last| crate::wire::response_part_header(session, n, last),
+        );
+        let resume = st.paused && self.below_resume(&st);
+        if resume {
+            st.paused = false;
+        }
+        let now = self.after_append(&mut st, false);
+        drop(st);
+        if resume {
+            self.io.send(Cmd::Resume(self.token));
+        }
+        if now {
+            self.flush_or_report();
+        }
+    }
+
     /// Answers a request without counting it as in service (engine-answered: name
     /// queries, unknown names).
     pub fn respond_direct(self: &Arc<Self>, session: u32, r: Result<&[u8], &[u8]>) {
@@ -538,14 +624,14 @@ impl Conn {
 /// (`Ok(true)`) or the socket is full (`Ok(false)`). Written chunks move to `done`.
 fn write_chunks(
     stream: &TcpStream,
-    chunks: &mut VecDeque<Vec<u8>>,
+    chunks: &mut VecDeque<Chunk>,
     sent: &mut usize,
     written: &mut usize,
-    done: &mut Vec<Vec<u8>>,
+    done: &mut Vec<Chunk>,
 ) -> io::Result<bool> {
     let mut s = stream;
     loop {
-        while chunks.front().is_some_and(|c| c.len() <= *sent) {
+        while chunks.front().is_some_and(|c| c.bytes().len() <= *sent) {
             done.push(chunks.pop_front().expect("front"));
             *sent = 0;
         }
@@ -555,7 +641,7 @@ fn write_chunks(
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let mut n = 0;
         for (i, c) in chunks.iter().take(MAX_IOV).enumerate() {
-            iov[i] = IoSlice::new(if i == 0 { &c[*sent..] } else { &c[..] });
+            iov[i] = IoSlice::new(if i == 0 { &c.bytes()[*sent..] } else { c.bytes() });
             n += 1;
         }
         let r = if n == 1 { s.write(&iov[0]) } else { s.write_vectored(&iov[..n]) };
@@ -564,7 +650,7 @@ fn write_chunks(
             Ok(mut k) => {
                 *written += k;
                 while k > 0 {
-                    let avail = chunks[0].len() - *sent;
+                    let avail = chunks[0].bytes().len() - *sent;
                     if k >= avail {
                         k -= avail;
                         *sent = 0;

@@ -452,7 +452,7 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
             Request::Trace { tag } => e.trace = Some(tag.to_vec()),
             Request::Single { addr, session, payload } => {
                 let trace = e.trace.take();
-                dispatch(inner, &e.conn, addr, session, payload, trace.as_deref(), session == 0);
+                dispatch(inner, &e.conn, addr, session, payload, trace.as_deref(), session == 0, None);
             }
             Request::MultiHeader { addr, session, total, push } => {
                 let trace = e.trace.take();
@@ -464,8 +464,13 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
                 match r.part(session, data, last, &inner.io.pool) {
                     Ok(None) => {}
                     Ok(Some(((addr, push, trace), payload))) => {
-                        dispatch(inner, &e.conn, addr.as_addr(), session, &payload, trace.as_deref(), push);
-                        inner.io.pool.put(payload);
+                        // As `Bytes` (no copy), so that the service may keep it
+                        // (Inbound::take_payload); if it did not, the buffer goes back to the pool.
+                        let payload = bytes::Bytes::from(payload);
+                        dispatch(inner, &e.conn, addr.as_addr(), session, &payload, trace.as_deref(), push, Some(&payload));
+                        if payload.is_unique() {
+                            inner.io.pool.put(Vec::from(payload));
+                        }
                     }
                     Err(wire::ReassemblyError::SizeMismatch { .. }) => {
                         // Stock answers this one and keeps the link.
@@ -479,7 +484,9 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
     Ok(cut.consumed())
 }
 
-/// One whole request: engine-level names first, then the host's service.
+/// One whole request: engine-level names first, then the host's service. `owned` is the
+/// buffer behind `payload` when the service may keep it without a copy.
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     inner: &Arc<Inner>,
     conn: &Arc<Conn>,
@@ -488,6 +495,7 @@ fn dispatch(
     payload: &[u8],
     trace: Option<&[u8]>,
     push: bool,
+    owned: Option<&bytes::Bytes>,
 ) {
     let stats = &conn.stats;
     LinkStats::add(if push { &stats.pushes } else { &stats.calls }, 1);
@@ -520,7 +528,7 @@ fn dispatch(
         a => a,
     };
     let service = inner.service.read().clone();
-    let req = Inbound { addr, session, payload, trace, peer: conn.peer, link: conn.token.0 as u64 };
+    let req = Inbound { addr, session, payload, trace, peer: conn.peer, link: conn.token.0 as u64, owned };
     // A panicking handler must not take the I/O thread (and every link) down with it: the
     // panic is caught and logged; an unanswered call's Responder is dropped while unwinding,
     // which answers `no response`.

@@ -8,6 +8,7 @@ use super::service::Service;
 use super::stats::{LinkStats, StatsSnapshot};
 use super::{pack, sockopt};
 use crate::wire::{self, Address, RequestKind, MAX_NAME_LEN, MAX_SESSION};
+use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -510,7 +511,7 @@ impl Handle {
         &self,
         node: &str,
         addr: Address<'_>,
-        payload: &[u8],
+        payload: Payload<'_>,
         trace: Option<&[u8]>,
         waiter: Waiter,
         deadline: Option<Instant>,
@@ -528,7 +529,7 @@ impl Handle {
             let session = st.session;
             let next = wire::next_session(session);
             let tag_len = trace.map_or(0, |t| t.len() + nodename.len() + node.len() + 16);
-            st.append(&conn.io.pool, super::conn::frame_room(payload.len(), tag_len), |b| {
+            let put_trace = |b: &mut Vec<u8>| -> Result<(), wire::EncodeError> {
                 if let Some(tag) = trace {
                     if tag.first() == Some(&b'(') {
                         wire::encode_trace(&mut *b, tag)?;
@@ -538,8 +539,22 @@ impl Handle {
                         wire::encode_trace(&mut *b, &full)?;
                     }
                 }
-                wire::encode_request(b, addr, session, payload, RequestKind::Call)
-            })
+                Ok(())
+            };
+            match payload {
+                Payload::Shared(p) if wire::request_is_multi(p.len()) => st.append_shared(
+                    |b| {
+                        put_trace(b)?;
+                        wire::encode_multi_header(b, addr, session, p.len(), RequestKind::Call)
+                    },
+                    p,
+                    |n, last| wire::request_part_header(session, n, last),
+                ),
+                _ => st.append(&conn.io.pool, super::conn::frame_room(payload.len(), tag_len), |b| {
+                    put_trace(b)?;
+                    wire::encode_request(b, addr, session, payload.as_slice(), RequestKind::Call)
+                }),
+            }
             .map_err(|e| CallError::Invalid(e.to_string()))?;
             st.session = next;
             st.pending.insert(session, Pending { waiter, start: Instant::now(), deadline: cb_deadline });
@@ -574,7 +589,7 @@ impl Handle {
         let slot = Arc::new(Slot::new());
         let force = batching();
         let (conn, session) =
-            self.submit(node, addr, payload, opts.trace, Waiter::Slot(slot.clone()), deadline, true, force)?;
+            self.submit(node, addr, Payload::Slice(payload), opts.trace, Waiter::Slot(slot.clone()), deadline, true, force)?;
         match slot.wait(deadline) {
             Some(r) => r,
             None => {
@@ -600,13 +615,27 @@ impl Handle {
     where
         F: FnOnce(Result<super::Reply<'_>, CallError>) + Send + 'static,
     {
+        self.call_with_payload(node, addr, Payload::Slice(payload), opts, Box::new(cb))
+    }
+
+    /// [`Handle::call_with`] for a payload the caller hands over as `Bytes`: a multi-part
+    /// request (32 KiB and more) is written straight from it, with no copy. Cloning a
+    /// `Bytes` is a reference count, so one payload can go to many calls.
+    pub fn call_with_bytes<F>(&self, node: &str, addr: Address<'_>, payload: Bytes, opts: CallOpts<'_>, cb: F) -> Result<(), CallError>
+    where
+        F: FnOnce(Result<super::Reply<'_>, CallError>) + Send + 'static,
+    {
+        self.call_with_payload(node, addr, Payload::Shared(&payload), opts, Box::new(cb))
+    }
+
+    fn call_with_payload(&self, node: &str, addr: Address<'_>, payload: Payload<'_>, opts: CallOpts<'_>, cb: Callback) -> Result<(), CallError> {
         check_addr(addr)?;
         let deadline = self.deadline(opts.timeout);
-        let mut cb: Option<Callback> = Some(Box::new(cb));
+        let mut cb: Option<Callback> = Some(cb);
         let deferred = self.defer_if_absent(node, deadline, || {
             let cb = cb.take().expect("once");
             let (node, addr, payload, trace) =
-                (node.to_string(), OwnedAddr::of(addr), payload.to_vec(), opts.trace.map(|t| t.to_vec()));
+                (node.to_string(), OwnedAddr::of(addr), payload.to_bytes(), opts.trace.map(|t| t.to_vec()));
             Box::new(move |h: &Handle, err: Option<CallError>| {
                 if let Some(e) = err {
                     return cb(Err(e));
@@ -622,7 +651,7 @@ impl Handle {
                         cb(r)
                     }
                 }));
-                let r = h.submit(&node, addr.as_addr(), &payload, trace.as_deref(), w, deadline, false, false);
+                let r = h.submit(&node, addr.as_addr(), Payload::Shared(&payload), trace.as_deref(), w, deadline, false, false);
                 if let Err(e) = r {
                     if let Some(cb) = cell.lock().take() {
                         cb(Err(e));
@@ -643,12 +672,22 @@ impl Handle {
     /// queues it. To a node with no address yet it waits (payload copied) for the reload
     /// that gives one, as stock's `cluster.send` does, unless `nowaiting`.
     pub fn push(&self, node: &str, addr: Address<'_>, payload: &[u8]) -> Result<(), CallError> {
+        self.push_payload(node, addr, Payload::Slice(payload))
+    }
+
+    /// [`Handle::push`] for a payload handed over as `Bytes`: a multi-part push is written
+    /// straight from it, with no copy.
+    pub fn push_bytes(&self, node: &str, addr: Address<'_>, payload: Bytes) -> Result<(), CallError> {
+        self.push_payload(node, addr, Payload::Shared(&payload))
+    }
+
+    fn push_payload(&self, node: &str, addr: Address<'_>, payload: Payload<'_>) -> Result<(), CallError> {
         check_addr(addr)?;
         let deferred = self.defer_if_absent(node, None, || {
-            let (node, addr, payload) = (node.to_string(), OwnedAddr::of(addr), payload.to_vec());
+            let (node, addr, payload) = (node.to_string(), OwnedAddr::of(addr), payload.to_bytes());
             Box::new(move |h: &Handle, err: Option<CallError>| {
                 if err.is_none() {
-                    let _ = h.push(&node, addr.as_addr(), &payload);
+                    let _ = h.push_bytes(&node, addr.as_addr(), payload);
                 }
             })
         })?;
@@ -661,11 +700,19 @@ impl Handle {
                 return Err(CallError::Overloaded);
             }
             let session = st.session;
-            st.append(&conn.io.pool, super::conn::frame_room(payload.len(), 0), |b| {
-                wire::encode_request(b, addr, session, payload, RequestKind::Push)
-            })
+            let multi = wire::request_is_multi(payload.len());
+            match payload {
+                Payload::Shared(p) if multi => st.append_shared(
+                    |b| wire::encode_multi_header(b, addr, session, p.len(), RequestKind::Push),
+                    p,
+                    |n, last| wire::request_part_header(session, n, last),
+                ),
+                _ => st.append(&conn.io.pool, super::conn::frame_room(payload.len(), 0), |b| {
+                    wire::encode_request(b, addr, session, payload.as_slice(), RequestKind::Push)
+                }),
+            }
             .map_err(|e| CallError::Invalid(e.to_string()))?;
-            if wire::request_is_multi(payload.len()) {
+            if multi {
                 st.session = wire::next_session(session);
             }
             Ok(())
@@ -693,6 +740,32 @@ impl Handle {
             Some(c) => c.st.lock().session,
             None => ps.next_session,
         })
+    }
+}
+
+/// A request payload: borrowed (copied into the send queue), or handed over as `Bytes`
+/// (a multi-part message is written from it).
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Slice(&'a [u8]),
+    Shared(&'a Bytes),
+}
+
+impl Payload<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Slice(s) => s,
+            Payload::Shared(b) => b,
+        }
+    }
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn to_bytes(self) -> Bytes {
+        match self {
+            Payload::Slice(s) => Bytes::copy_from_slice(s),
+            Payload::Shared(b) => b.clone(),
+        }
     }
 }
 

@@ -22,6 +22,19 @@ pub struct Inbound<'a> {
     pub peer: Option<SocketAddr>,
     /// Identifies the accepted link (unique within the node).
     pub link: u64,
+    /// The reassembled buffer behind `payload` for a multi-part request.
+    pub(crate) owned: Option<&'a bytes::Bytes>,
+}
+
+impl Inbound<'_> {
+    /// The payload as `Bytes` that may outlive the handler: a multi-part request's buffer is
+    /// shared without a copy (a reference count), a single-frame one is copied.
+    pub fn take_payload(&self) -> bytes::Bytes {
+        match self.owned {
+            Some(b) => b.clone(),
+            None => bytes::Bytes::copy_from_slice(self.payload),
+        }
+    }
 }
 
 /// The host's request handler. Both methods run on the engine's I/O thread, one request
@@ -66,6 +79,15 @@ impl Responder {
     /// Sends an error frame with `msg` (truncated to 32 KiB, as stock).
     pub fn error(self, msg: &[u8]) {
         self.respond(Err(msg))
+    }
+
+    /// Sends `payload` as the answer without copying it when it goes multi-part (above
+    /// 32 KiB): the frames are written straight from it. Use with [`Inbound::take_payload`]
+    /// to answer with (part of) a large request at no copy.
+    pub fn ok_bytes(mut self, payload: bytes::Bytes) {
+        if let Some(c) = self.conn.take() {
+            c.respond_bytes(self.session, payload);
+        }
     }
 
     pub fn respond(mut self, r: Result<&[u8], &[u8]>) {

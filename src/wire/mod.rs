@@ -17,6 +17,7 @@
 mod decode;
 mod encode;
 mod reassembly;
+mod response_parts;
 
 pub use decode::{cut_frame, decode_request, decode_response, DecodeError, FrameCutter, Request, Response};
 pub use encode::{
@@ -25,6 +26,7 @@ pub use encode::{
     response_is_multi, EncodeError, RequestKind, REQUEST_PART_HEADER,
 };
 pub use reassembly::{Reassembler, ReassemblyError};
+pub use response_parts::{response_part_header, RESPONSE_PART_HEADER};
 
 /// Size of one part of a multi-part message, and the single/multi threshold.
 pub const MULTI_PART: usize = 0x8000;

@@ -4,6 +4,7 @@
 use super::args::{parse_size, Args};
 use super::floor;
 use super::procstat::{pid_cpu, pid_peak_rss_kib, pid_rss_kib, self_cpu, self_peak_rss_kib};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use parking_lot::{Condvar, Mutex};
 use skynet_cluster::engine::{Address, CallError, CallOpts, Config, Handle, Node};
@@ -127,11 +128,11 @@ struct State {
     idle: (Mutex<()>, Condvar),
 }
 
-fn issue(h: Handle, st: Arc<State>, p: Arc<Vec<u8>>) {
+fn issue(h: Handle, st: Arc<State>, p: Bytes) {
     let start = Instant::now();
     let (h2, st2, p2) = (h.clone(), st.clone(), p.clone());
     let opts = CallOpts { timeout: Some(Duration::from_secs(60)), trace: None };
-    let r = h.call_with(NODE, Address::Name(b"@echo"), &p, opts, move |r| {
+    let r = h.call_with_bytes(NODE, Address::Name(b"@echo"), p, opts, move |r| {
         match r {
             Ok(_) => {
                 st2.calls.fetch_add(1, Ordering::Relaxed);
@@ -172,7 +173,7 @@ struct Ours {
     srv_cpu: Option<Duration>,
 }
 
-fn run_calls(h: &Handle, p: &Arc<Vec<u8>>, conc: usize, dur: Duration, srv_pid: Option<u32>) -> Ours {
+fn run_calls(h: &Handle, p: &Bytes, conc: usize, dur: Duration, srv_pid: Option<u32>) -> Ours {
     let st = Arc::new(State {
         stop: AtomicBool::new(false),
         active: AtomicUsize::new(conc),
@@ -326,7 +327,7 @@ fn run(a: &Args) -> Result<(), String> {
             "size", "conc", "calls/s", "xF", "MB/s", "p50us", "xF", "p99us", "p99.9us", "cli s/100k", "xF", "srv s/100k", "xF", "errors"
         );
         for &size in &sizes {
-            let p = Arc::new(payload(size));
+            let p = Bytes::from(payload(size));
             let req_frame = p.len() + 13; // length prefix + 0x80 + name len + "@echo" + session
             for &conc in &concs {
                 let ours = run_calls(&h, &p, conc, dur, server_pid);
