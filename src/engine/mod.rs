@@ -56,11 +56,15 @@
 //!
 //! # Copies
 //!
-//! Sending: the payload is copied once, from the caller's slice into the link's send
-//! chunk (encoded with its frame headers), then written with `writev`. Receiving: a
-//! single-frame payload is handed to the host borrowed from the I/O thread's read buffer
-//! (no copy); a multi-part one is copied once, from the read buffer into its reassembly
-//! buffer, which the host gets (borrowed for a service, owned via [`Reply::into_vec`]).
+//! Sending from a slice (`call`, `call_with`, `push`, `Responder::ok`): the payload is
+//! copied once, into the link's send chunk with its frame headers, then written with
+//! `writev`. Sending `Bytes` (`call_with_bytes`, `push_bytes`, `Responder::ok_bytes`): a
+//! multi-part message is not copied at all; `writev` takes its 32 KiB slices straight
+//! from the caller's buffer between the 7-byte part headers. Receiving: a single-frame
+//! payload is handed to the host borrowed from the I/O thread's read buffer (no copy); a
+//! multi-part one is copied once, from the read buffer into its reassembly buffer, which
+//! the host gets borrowed ([`Inbound::payload`]), shared ([`Inbound::take_payload`]: so an
+//! echo answers a 1 MiB request with no copy at all) or owned ([`Reply::into_vec`]).
 //!
 //! # Node map
 //!
