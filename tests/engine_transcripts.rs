@@ -258,7 +258,7 @@ fn our_client_against_stock_server() {
                 let inner = &full[1..close];
                 let cut = inner.find(&format!("-{node_name}-")).unwrap();
                 nodename = Some(inner[..cut].to_string());
-                tag = Some(full[close + 1..].as_bytes().to_vec());
+                tag = Some(full.as_bytes()[close + 1..].to_vec());
             }
         }
         // Fake stock server.
