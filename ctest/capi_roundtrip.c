@@ -134,6 +134,30 @@ static void on_done(void *ud, skc_status status, const uint8_t *data, size_t len
     atomic_store(&r->done, 1);
 }
 
+struct worker {
+    skc_node *node;
+    int id;
+    int failures;
+};
+
+/* One of several threads calling on the same node at once, answers echoed from the I/O thread
+ * or from the server's helper threads. */
+static void *caller_thread(void *arg) {
+    struct worker *w = arg;
+    for (int i = 0; i < 100; i++) {
+        size_t n = (size_t)((i * 7919 + w->id * 104729) % 70000);
+        uint8_t *req = malloc(n ? n : 1), *resp = NULL;
+        size_t rn = 0;
+        for (size_t k = 0; k < n; k++) req[k] = (uint8_t)(k + (size_t)i + (size_t)w->id);
+        if (skc_call(w->node, "srv", NULL, i % 2 ? ECHO : LATER, req, n, 30000, &resp, &rn) != SKC_OK || rn != n ||
+            (n && memcmp(req, resp, n) != 0))
+            w->failures++;
+        skc_free(resp);
+        free(req);
+    }
+    return NULL;
+}
+
 int main(void) {
     skc_node *srv, *cli;
     uint16_t port;
@@ -274,6 +298,20 @@ int main(void) {
         EXPECT(atomic_load(&push_bytes) == total);
     }
 
+    /* Four threads calling at once on one node. */
+    {
+        pthread_t t[4];
+        struct worker w[4];
+        for (int i = 0; i < 4; i++) {
+            w[i] = (struct worker){cli, i, 0};
+            pthread_create(&t[i], NULL, caller_thread, &w[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(t[i], NULL);
+            EXPECT(w[i].failures == 0);
+        }
+    }
+
     /* Async call with a callback. */
     {
         struct async_result r = {0};
@@ -362,7 +400,7 @@ int main(void) {
     {
         skc_stats s;
         MUST(skc_stats_get(cli, "srv", &s, sizeof s));
-        EXPECT(s.calls > 40 && s.pushes == sizeof sizes / sizeof sizes[0] && s.link_up);
+        EXPECT(s.calls > 440 && s.pushes == sizeof sizes / sizeof sizes[0] && s.link_up);
         EXPECT(s.timeouts == 1 && s.latency_count > 0 && s.bytes_out > (1 << 21));
         MUST(skc_stats_get(srv, NULL, &s, sizeof s));
         EXPECT(s.calls > 40);
