@@ -281,7 +281,7 @@ impl Parser<'_> {
         close.extend(std::iter::repeat(b'=').take(level));
         close.push(b']');
         // A newline right after the opening bracket is skipped, as in Lua.
-        if self.eat(b"\r\n") || self.eat(b"\n") {}
+        let _ = self.eat(b"\r\n") || self.eat(b"\n");
         let rest = &self.s[self.i..];
         match rest.windows(close.len()).position(|w| w == close) {
             Some(p) => {

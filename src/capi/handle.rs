@@ -14,7 +14,7 @@
 //!   thread uses it (the user thread either sees it live, holding its own reference for the
 //!   rest of the call, or sees `SKC_ERR_HANDLE`; it never touches freed memory).
 //!
-//! The registry is a read-mostly lock; lookups clone an `Arc` and release it at once, so a
+//! The registry is 16 read-mostly locks (sharded by token); lookups clone an `Arc` and release it at once, so a
 //! long blocking call never holds it.
 
 use super::error::{skc_status, Error, Res};
@@ -55,7 +55,29 @@ impl Obj {
     }
 }
 
-pub(crate) static REG: Lazy<RwLock<HashMap<usize, Obj>>> = Lazy::new(|| RwLock::new(HashMap::new()));
+/// Shards of the registry, so that threads working on different handles (the I/O thread
+/// registering responders, host threads answering them) rarely meet on one lock.
+const SHARDS: usize = 16;
+
+type Shard = RwLock<HashMap<usize, Obj>>;
+
+static REG: Lazy<[Shard; SHARDS]> = Lazy::new(|| std::array::from_fn(|_| RwLock::new(HashMap::new())));
+
+fn shard(t: usize) -> &'static Shard {
+    &REG[(t >> 4) % SHARDS]
+}
+
+/// Removes every registered object for which `f` is true (e.g. a node's responders) and
+/// returns them, so the caller drops them with no lock held.
+pub(crate) fn remove_where(f: impl Fn(&Obj) -> bool) -> Vec<Obj> {
+    let mut out = Vec::new();
+    for sh in REG.iter() {
+        let mut m = sh.write();
+        let keys: Vec<usize> = m.iter().filter(|(_, o)| f(o)).map(|(k, _)| *k).collect();
+        out.extend(keys.into_iter().filter_map(|k| m.remove(&k)));
+    }
+    out
+}
 
 /// A new token, never handed out before.
 pub(crate) fn new_token() -> usize {
@@ -66,13 +88,13 @@ pub(crate) fn new_token() -> usize {
 /// Registers `o` and returns its new token.
 pub(crate) fn insert(o: Obj) -> usize {
     let t = new_token();
-    REG.write().insert(t, o);
+    shard(t).write().insert(t, o);
     t
 }
 
 /// Registers `o` under a token from `new_token`.
 pub(crate) fn insert_at(t: usize, o: Obj) {
-    REG.write().insert(t, o);
+    shard(t).write().insert(t, o);
 }
 
 fn bad(kind: &str, t: usize, found: Option<&Obj>) -> Error {
@@ -88,7 +110,7 @@ fn bad(kind: &str, t: usize, found: Option<&Obj>) -> Error {
 
 /// Looks a live handle of one kind up and returns what `get` extracts from it.
 pub(crate) fn lookup<T>(kind: &str, t: usize, get: impl FnOnce(&Obj) -> Option<T>) -> Res<T> {
-    let reg = REG.read();
+    let reg = shard(t).read();
     let o = reg.get(&t);
     match o.and_then(get) {
         Some(v) => Ok(v),
@@ -98,7 +120,7 @@ pub(crate) fn lookup<T>(kind: &str, t: usize, get: impl FnOnce(&Obj) -> Option<T
 
 /// Removes a live handle of one kind and returns its object.
 pub(crate) fn remove<T>(kind: &str, t: usize, take: impl FnOnce(Obj) -> Result<T, Obj>) -> Res<T> {
-    let mut reg = REG.write();
+    let mut reg = shard(t).write();
     let Some(o) = reg.remove(&t) else { return Err(bad(kind, t, None)) };
     match take(o) {
         Ok(v) => Ok(v),

@@ -105,12 +105,7 @@ pub extern "C" fn skc_node_destroy(node: *mut skc_node) -> skc_status {
         drop(n); // shuts down, joins the I/O thread
         // Unanswered requests of this node: dropping a responder answers "no response" on a
         // closed link, which is discarded.
-        let stale: Vec<Obj> = {
-            let mut reg = handle::REG.write();
-            let keys: Vec<usize> =
-                reg.iter().filter(|(_, o)| matches!(o, Obj::Responder(n, _) if *n == t)).map(|(k, _)| *k).collect();
-            keys.into_iter().filter_map(|k| reg.remove(&k)).collect()
-        };
+        let stale = handle::remove_where(|o| matches!(o, Obj::Responder(n, _) if *n == t));
         drop(stale);
         Ok(())
     })
