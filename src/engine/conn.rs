@@ -478,8 +478,12 @@ impl Conn {
             st = self.st.lock();
             st.queued = st.queued.saturating_sub(written); // close() may have zeroed it meanwhile
             for c in done {
-                if let Chunk::Buf(v) = c {
-                    st.recycle(v, &self.io.pool);
+                match c {
+                    Chunk::Buf(v) => st.recycle(v, &self.io.pool),
+                    // The last slice of a payload nobody else holds: its buffer (typically a
+                    // reassembled request echoed back) goes to the pool instead of free().
+                    Chunk::Shared(b) if b.is_unique() && b.len() >= 1024 => self.io.pool.put(Vec::from(b)),
+                    Chunk::Shared(_) => {}
                 }
             }
             match res {
