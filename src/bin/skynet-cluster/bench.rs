@@ -29,8 +29,9 @@ FLAGS:
     --connect HOST:PORT  the node to load; without it, bench starts `skynet-cluster serve`
                          as a child on a free loopback port (and reports its CPU and RSS)
     --server-pid PID     the server's pid, to report its CPU and peak RSS (/proc)
-    --size N             payload size: tiny, or bytes with optional k/m suffix (1k, 64k, 1m)
-    --conc N             calls in flight (default 1 with --size)
+    --size N[,N...]      payload size: tiny, or bytes with optional k/m suffix (1k, 64k, 1m);
+                         a list runs each
+    --conc N[,N...]      calls in flight (default 1 with --size); a list runs each
     --duration S         seconds per measurement (default 2; decimals allowed)
     --push               measure pushes/s to @sink instead of calls (with --size: that size)
     --no-floor           skip the floor measurements
@@ -285,8 +286,15 @@ fn ratio(a: f64, b: f64) -> String {
 fn run(a: &Args) -> Result<(), String> {
     let dur = Duration::from_secs_f64(a.num::<f64>("duration")?.unwrap_or(2.0).max(0.05));
     let no_floor = a.flag("no-floor");
-    let size_arg = a.get("size").map(parse_size).transpose()?;
-    let conc_arg: Option<usize> = a.num("conc")?;
+    // Comma-separated lists run every combination (e.g. --size 64k,1m --conc 8,64).
+    let size_list: Option<Vec<Option<usize>>> =
+        a.get("size").map(|s| s.split(',').map(parse_size).collect::<Result<_, _>>()).transpose()?;
+    let conc_list: Option<Vec<usize>> = a
+        .get("conc")
+        .map(|s| s.split(',').map(|c| c.trim().parse().map_err(|_| format!("--conc: `{c}` is not a number"))).collect())
+        .transpose()?;
+    let size_arg = size_list.as_ref().map(|l| l[0]);
+    let conc_arg = conc_list.as_ref().map(|l| l[0]);
     let mut server_pid: Option<u32> = a.num("server-pid")?;
     let _child;
     let target = match a.get("connect") {
@@ -320,8 +328,8 @@ fn run(a: &Args) -> Result<(), String> {
     }
     if !push_only {
         let sizes: Vec<Option<usize>> =
-            if matrix { vec![None, Some(1024), Some(16 << 10), Some(64 << 10), Some(1 << 20)] } else { vec![size_arg.flatten()] };
-        let concs: Vec<usize> = if matrix { vec![1, 8, 64, 256] } else { vec![conc_arg.unwrap_or(1)] };
+            if matrix { vec![None, Some(1024), Some(16 << 10), Some(64 << 10), Some(1 << 20)] } else { size_list.clone().unwrap_or(vec![None]) };
+        let concs: Vec<usize> = if matrix { vec![1, 8, 64, 256] } else { conc_list.clone().unwrap_or(vec![1]) };
         println!(
             "{:<6}{:>5} {:>10} {:>6} {:>9} {:>8} {:>6} {:>8} {:>9} {:>10} {:>6} {:>10} {:>6} {:>7}",
             "size", "conc", "calls/s", "xF", "MB/s", "p50us", "xF", "p99us", "p99.9us", "cli s/100k", "xF", "srv s/100k", "xF", "errors"
