@@ -242,7 +242,7 @@ const char *skc_status_name(int32_t status);
 // above (they allocate with `malloc`, so plain `free` is equivalent) and must not be used
 // again. A double free is not detectable here.
 // Thread-safety: thread-safe.
-void skc_free(uint8_t *p);
+void skc_free(void *p);
 
 // Creates a node and starts its I/O thread. It calls nothing until it has a node map
 // (`skc_reload` / `skc_reload_text`) and serves nothing until `skc_listen` and `skc_serve`.

@@ -210,7 +210,7 @@ unsafe extern "C" fn echo_handler(ud: *mut c_void, req: *const skc_request, r: *
                 let (mut out, mut len) = (ptr::null_mut(), 0usize);
                 must(skc_pack_finish(p, &mut out, &mut len), "skc_pack_finish");
                 must(skc_respond(r, out, len), "skc_respond");
-                skc_free(out);
+                skc_free(out.cast());
             }
             b"raise" => respond_error(r, RAISE_TEXT),
             b"getpushes" => {
@@ -318,7 +318,7 @@ fn pack_args(args: &[J]) -> Vec<u8> {
     must(skc_pack_finish(p, &mut out, &mut len), "skc_pack_finish");
     // SAFETY: `out` holds `len` bytes from the library; copied, then freed with skc_free.
     let v = unsafe { std::slice::from_raw_parts(out, len) }.to_vec();
-    skc_free(out);
+    skc_free(out.cast());
     v
 }
 
@@ -515,7 +515,7 @@ fn capi_client_against_stock_server() {
                         let got = if rc == OK {
                             // SAFETY: the answer, `len` bytes, ours to free.
                             let v = unsafe { std::slice::from_raw_parts(out, len) }.to_vec();
-                            skc_free(out);
+                            skc_free(out.cast());
                             Ok(v)
                         } else {
                             Err((rc, last_error()))
@@ -534,7 +534,7 @@ fn capi_client_against_stock_server() {
             must(skc_queue_wait(q, 30000, &mut c, std::mem::size_of::<skc_completion>()), "skc_queue_wait");
             // SAFETY: `c.data` holds `c.len` bytes, ours to free.
             let b = unsafe { std::slice::from_raw_parts(c.data, c.len) }.to_vec();
-            skc_free(c.data);
+            skc_free(c.data.cast());
             done.insert(c.token, if c.status == OK { Ok(b) } else { Err((c.status, b)) });
         }
         for (token, op, rec) in queued {

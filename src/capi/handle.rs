@@ -208,10 +208,10 @@ pub(crate) fn malloc_copy(b: &[u8]) -> Res<*mut u8> {
 /// again. A double free is not detectable here.
 /// Thread-safety: thread-safe.
 #[no_mangle]
-pub extern "C" fn skc_free(p: *mut u8) {
+pub extern "C" fn skc_free(p: *mut std::ffi::c_void) {
     if !p.is_null() {
         // SAFETY: the caller passes a pointer this library allocated with malloc and has
         // not freed yet (documented).
-        unsafe { libc::free(p.cast()) };
+        unsafe { libc::free(p) };
     }
 }
