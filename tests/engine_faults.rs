@@ -465,3 +465,35 @@ fn sustained_push_overload_is_refused_not_buffered() {
     assert_eq!(st.pushes, sent);
     assert!(srv.inbound_stats().bytes_in <= sent * 20_010);
 }
+
+#[test]
+fn connect_that_never_completes_times_out_and_backs_off() {
+    // A listener whose accept queue is full: further SYNs are dropped, so a connect to it
+    // stays in progress until our connect_timeout gives up.
+    let (fd, addr) = bound_not_listening();
+    // SAFETY: `fd` is a bound socket we own, open for the whole test.
+    assert_eq!(unsafe { libc::listen(fd.0, 0) }, 0);
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = TcpStream::connect_timeout(&sa, Duration::from_millis(200)) {
+            fillers.push(s);
+        }
+    }
+    let cfg = Config {
+        connect_timeout: Duration::from_millis(100),
+        backoff_min: Duration::from_secs(3600),
+        ..Config::default()
+    };
+    let c = client(cfg, &addr);
+    match c.call("srv", Address::Id(1), b"x", GUARD) {
+        Err(CallError::LinkDown(w)) => assert!(w.contains("timed out"), "{w}"),
+        other => panic!("{other:?}"),
+    }
+    // Counted as a failed attempt: the next call fails at once, inside the backoff.
+    match c.call("srv", Address::Id(1), b"x", GUARD) {
+        Err(CallError::ConnectFailed(w)) => assert!(w.contains("timed out") && w.contains("next attempt"), "{w}"),
+        other => panic!("{other:?}"),
+    }
+    drop(fillers);
+}

@@ -68,6 +68,11 @@ pub struct Config {
     pub max_inflight: usize,
     /// TCP keepalive for every link, both directions (`None`: off).
     pub keepalive: Option<Keepalive>,
+    /// A connect attempt that has not completed after this long is abandoned (its queued
+    /// calls fail with `LinkDown("connect ... timed out")`) and counts as a failed attempt
+    /// for the backoff. Without it, a peer behind a black hole ties the node's one attempt
+    /// up for the kernel's SYN retries (about two minutes).
+    pub connect_timeout: Duration,
     /// Wait after the first failed connect attempt to a node before the next; doubles per
     /// consecutive failure up to `backoff_max`. A link that was up and dropped reconnects
     /// at once on next use.
@@ -91,6 +96,7 @@ impl Default for Config {
             max_send_queue: 64 << 20,
             max_inflight: 65536,
             keepalive: Some(Keepalive::default()),
+            connect_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             default_timeout: None,

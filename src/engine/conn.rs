@@ -307,6 +307,8 @@ pub(crate) struct Conn {
     pub max_inflight: usize,
     /// Largest multi-part message accepted from the peer.
     pub max_message: usize,
+    /// Outbound: when a connect still in progress is abandoned.
+    pub connect_deadline: Option<Instant>,
     /// Inbound: requests handed to the host and not answered yet.
     pub inflight: AtomicUsize,
     pub st: Mutex<ConnState>,
@@ -381,6 +383,7 @@ impl Conn {
             max_queue,
             max_inflight,
             max_message,
+            connect_deadline: None,
             inflight: AtomicUsize::new(0),
             st: Mutex::new(ConnState {
                 out: VecDeque::new(),

@@ -224,11 +224,19 @@ impl IoLoop {
         io.next_deadline.store(NO_DEADLINE, Ordering::SeqCst);
         let mut min = NO_DEADLINE;
         let mut expired = Vec::new();
-        for e in self.conns.values() {
+        let mut stalled = Vec::new();
+        for (t, e) in self.conns.iter() {
             if e.conn.inbound {
                 continue;
             }
             let mut st = e.conn.st.lock();
+            if let (false, None, Some(d)) = (st.connected, &st.closed, e.conn.connect_deadline) {
+                if d <= now_i {
+                    stalled.push(*t);
+                } else {
+                    min = min.min(io.ms(d));
+                }
+            }
             if st.pending.is_empty() {
                 continue;
             }
@@ -255,6 +263,11 @@ impl IoLoop {
         for (stats, p) in expired {
             LinkStats::add(&stats.timeouts, 1);
             p.complete(Err(super::CallError::Timeout));
+        }
+        for t in stalled {
+            let peer = self.conns.get(&t).and_then(|e| e.conn.peer);
+            let after = self.inner.cfg.connect_timeout;
+            self.close(t, &format!("connect to {peer:?} timed out after {after:?}"));
         }
     }
 

@@ -488,7 +488,7 @@ impl Handle {
         // Registered before the I/O thread knows the token: an edge that fires before it
         // drains the AddConn command is lost, so AddConn re-checks connect and read state.
         self.inner.io.registry.register(&mut stream, t, Interest::READABLE | Interest::WRITABLE)?;
-        let conn = Arc::new(Conn::new(
+        let mut conn = Conn::new(
             t,
             stream,
             false,
@@ -500,7 +500,11 @@ impl Handle {
             cfg.max_inflight,
             cfg.max_message,
             session,
-        ));
+        );
+        let deadline = Instant::now() + cfg.connect_timeout;
+        conn.connect_deadline = Some(deadline);
+        let conn = Arc::new(conn);
+        self.inner.io.note_deadline(deadline);
         self.inner.io.send(Cmd::AddConn(conn.clone()));
         Ok(conn)
     }
