@@ -75,7 +75,8 @@
 //! the address arrives. A changed address closes the old link (its pending calls fail with
 //! `LinkDown`); the next call connects to the new one. Connecting is non-blocking and
 //! started by the first caller; calls made meanwhile queue on the connecting link, so
-//! there is one connection attempt per node at a time. After a failed attempt the next one
+//! there is one connection attempt per node at a time; an attempt still in progress after
+//! `connect_timeout` (5 s) is abandoned. After a failed attempt the next one
 //! waits `backoff_min`, doubling up to `backoff_max`; calls during the wait fail at once
 //! with `ConnectFailed`. A link that was up and dropped reconnects on the next call.
 //! Sessions continue across reconnects, as in stock's clustersender.
