@@ -15,6 +15,7 @@ static atomic_int second_answer_rc = -1;
 static atomic_int blocking_rc = -1;
 static skc_responder *_Atomic held;
 static atomic_int never_seen;
+static atomic_int bad_peer;
 static skc_node *server_node;
 static char last_trace[256];
 
@@ -38,6 +39,7 @@ static void handler(void *ud, const skc_request *req, skc_responder *r) {
         memcpy(last_trace, req->trace, n);
         last_trace[n] = 0;
     }
+    if (!req->peer || strncmp(req->peer, "127.0.0.1:", 10) != 0) bad_peer = 1;
     if (!r) { /* a push */
         atomic_fetch_add(&pushes, 1);
         atomic_fetch_add(&push_bytes, (long)req->len);
@@ -467,6 +469,7 @@ int main(void) {
         /* A pending async call fails when the client node is destroyed. */
     }
 
+    EXPECT(atomic_load(&bad_peer) == 0);
     MUST(skc_node_destroy(cli));
     if (capi_failures) {
         fprintf(stderr, "capi_roundtrip: %d failure(s)\n", capi_failures);

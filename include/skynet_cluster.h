@@ -168,6 +168,8 @@ typedef struct skc_request {
   size_t trace_len;
   // Identifies the accepted link the request came on (unique within the node).
   uint64_t link;
+  // The peer's address as `"ip:port"` (NUL-terminated), or NULL when unknown.
+  const char *peer;
 } skc_request;
 
 // The request handler given to `skc_serve`. For a call, `r` is the responder to answer with

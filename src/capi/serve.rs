@@ -36,6 +36,8 @@ pub struct skc_request {
     pub trace_len: usize,
     /// Identifies the accepted link the request came on (unique within the node).
     pub link: u64,
+    /// The peer's address as `"ip:port"` (NUL-terminated), or NULL when unknown.
+    pub peer: *const c_char,
 }
 
 /// The request handler given to `skc_serve`. For a call, `r` is the responder to answer with
@@ -70,6 +72,18 @@ impl CService {
             Some(t) => (t.as_ptr(), t.len()),
             None => (std::ptr::null(), 0),
         };
+        let mut peerbuf = [0u8; 64];
+        let peer = match req.peer {
+            Some(a) => {
+                use std::io::Write;
+                let mut w = &mut peerbuf[..63];
+                match write!(w, "{a}") {
+                    Ok(()) => peerbuf.as_ptr() as *const c_char,
+                    Err(_) => std::ptr::null(),
+                }
+            }
+            None => std::ptr::null(),
+        };
         let r = skc_request {
             name,
             name_len,
@@ -80,6 +94,7 @@ impl CService {
             trace,
             trace_len,
             link: req.link,
+            peer,
         };
         let rp = match responder {
             Some(resp) => insert(Obj::Responder(self.node, resp)) as *mut skc_responder,
