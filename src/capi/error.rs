@@ -227,3 +227,23 @@ pub extern "C" fn skc_status_name(status: i32) -> *const c_char {
     ];
     all.iter().find(|(s, _)| *s as i32 == status).map_or(c"SKC_ERR_UNKNOWN".as_ptr(), |(_, n)| n.as_ptr())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_internal_error_with_text() {
+        let rc = guard(|| panic!("boom in test"));
+        assert_eq!(rc, skc_status::SKC_ERR_INTERNAL);
+        // SAFETY: the library's own NUL-terminated thread-local text.
+        let t = unsafe { std::ffi::CStr::from_ptr(skc_last_error()) }.to_str().unwrap().to_string();
+        assert!(t.contains("boom in test"), "{t}");
+        assert_eq!(skc_last_error_len(), t.len());
+        let rc = guard(|| Err(Error::new(skc_status::SKC_ERR_REMOTE, b"a\0b".to_vec())));
+        assert_eq!(rc, skc_status::SKC_ERR_REMOTE);
+        assert_eq!(skc_last_error_len(), 3);
+        assert_eq!(guard(|| Ok(())), skc_status::SKC_OK);
+        assert_eq!(skc_last_error_len(), 3, "success leaves the last error alone");
+    }
+}
