@@ -285,3 +285,29 @@ pub extern "C" fn skc_link_up(node: *mut skc_node, peer: *const c_char, up: *mut
         out(up, "up", nd.handle.link_up(p))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_node_map;
+
+    #[test]
+    fn stock_cluster_config_format() {
+        let (m, w) = parse_node_map(
+            "__nowaiting = true\t-- If you turn this flag off ...\n\ndb = \"127.0.0.1:2528\"\ndb2 = '127.0.0.1:2529'; db3 = false\n",
+        )
+        .unwrap();
+        assert_eq!(w, Some(true));
+        assert_eq!(
+            m,
+            vec![
+                ("db".to_string(), Some("127.0.0.1:2528".to_string())),
+                ("db2".to_string(), Some("127.0.0.1:2529".to_string())),
+                ("db3".to_string(), None),
+            ]
+        );
+        for bad in ["db = 127.0.0.1:1", "db", "d-b = false", "__nowaiting = 1", "= \"x\""] {
+            assert!(parse_node_map(bad).is_err(), "{bad}");
+        }
+        assert!(parse_node_map("ok = false\nbad").unwrap_err().starts_with("line 2"));
+    }
+}
