@@ -105,7 +105,7 @@ lua_api! {
 impl LuaApi {
     /// `lua_tointegerx` as an `Option`.
     ///
-    /// # Safety
+    /// # SAFETY
     /// `l` is a valid state and `idx` an acceptable index.
     #[inline]
     pub unsafe fn to_integer(&self, l: *mut lua_State, idx: c_int) -> Option<lua_Integer> {
@@ -118,7 +118,7 @@ impl LuaApi {
     /// `lua_tolstring` as a byte slice. Converts a number at `idx` to a string in place,
     /// like the C function.
     ///
-    /// # Safety
+    /// # SAFETY
     /// `l` is valid, `idx` acceptable; the slice is valid while the value stays on the stack.
     #[inline]
     pub unsafe fn to_bytes<'a>(&self, l: *mut lua_State, idx: c_int) -> Option<&'a [u8]> {
@@ -135,7 +135,7 @@ impl LuaApi {
 
     /// Pushes a copy of `bytes` as a Lua string.
     ///
-    /// # Safety
+    /// # SAFETY
     /// `l` is valid with room for one more slot. May raise (out of memory).
     #[inline]
     pub unsafe fn push_bytes(&self, l: *mut lua_State, bytes: &[u8]) {
@@ -145,7 +145,7 @@ impl LuaApi {
 
     /// The host's name for the type of the value at `idx` (`"nil"`, `"no value"`, ...).
     ///
-    /// # Safety
+    /// # SAFETY
     /// `l` is valid, `idx` acceptable.
     pub unsafe fn type_name(&self, l: *mut lua_State, idx: c_int) -> &'static [u8] {
         // SAFETY: per this function's contract; lua_typename returns a static C string.

@@ -56,7 +56,7 @@ type LuaResult = Result<c_int, Raise>;
 /// The shim every exported function goes through: catches panics, then raises with no
 /// Rust value alive.
 ///
-/// # Safety
+/// # SAFETY
 /// `l` is the state Lua called us with; `f` honours the contract described in the module doc.
 #[inline(always)]
 unsafe fn run(l: *mut lua_State, f: impl FnOnce(&LuaApi, *mut lua_State) -> LuaResult) -> c_int {
@@ -81,7 +81,7 @@ unsafe fn run(l: *mut lua_State, f: impl FnOnce(&LuaApi, *mut lua_State) -> LuaR
 
 /// Raises `raise` as a Lua error. Never returns normally.
 ///
-/// # Safety
+/// # SAFETY
 /// `l` is valid. Every Rust value is dropped before `lua_error` or a `luaL_check*` runs.
 unsafe fn raise_error(api: &LuaApi, l: *mut lua_State, raise: Raise) -> c_int {
     // SAFETY (whole body): `l` is valid and has room: the functions below push at most two
@@ -125,10 +125,10 @@ const SMALL_FRAME: usize = 512;
 /// too rarely, garbage piles up and the benchmark got slower (0.72-1.0x of stock on
 /// `packresponse` 64 KiB), so they are not used.
 ///
-/// # Safety
+/// # SAFETY
 /// `l` is valid with a free slot. `write` must write exactly `len` bytes (else it panics on
 /// overflow, or the frame is refused), and `len <= TEMP_LENGTH`.
-#[inline(always)]
+#[inline(always)] // SAFETY: see the contract above.
 unsafe fn push_frame(
     api: &LuaApi,
     l: *mut lua_State,
@@ -145,6 +145,7 @@ unsafe fn push_frame(
     }
 }
 
+/// [`push_frame`] for frames past `SMALL_FRAME`. SAFETY: the contract of [`push_frame`].
 #[inline(never)]
 unsafe fn push_large_frame(
     api: &LuaApi,
@@ -156,6 +157,7 @@ unsafe fn push_large_frame(
     unsafe { fill_and_push::<TEMP_LENGTH>(api, l, len, write) }
 }
 
+/// Fills a stack buffer of `N` bytes and pushes it. SAFETY: the contract of [`push_frame`].
 #[inline(always)]
 unsafe fn fill_and_push<const N: usize>(
     api: &LuaApi,
@@ -178,7 +180,7 @@ unsafe fn fill_and_push<const N: usize>(
 /// Copies `bytes` into a new buffer from the host's `malloc` and pushes it as
 /// `lightuserdata, size`, which the caller then owns (stock's `return_buffer`).
 ///
-/// # Safety
+/// # SAFETY
 /// `l` is valid with two free slots.
 #[inline]
 unsafe fn push_new_buffer(api: &LuaApi, l: *mut lua_State, bytes: &[u8]) -> Result<(), Raise> {
@@ -200,7 +202,7 @@ unsafe fn push_new_buffer(api: &LuaApi, l: *mut lua_State, bytes: &[u8]) -> Resu
 
 /// Frees a buffer the caller handed over (a lightuserdata from the host's `malloc`).
 ///
-/// # Safety
+/// # SAFETY
 /// `ptr` came from the host's `malloc` and is not used again.
 #[inline]
 unsafe fn free_message(ptr: *mut c_void) {
@@ -218,7 +220,7 @@ fn c_str_prefix(bytes: &[u8]) -> &[u8] {
 
 /// `packrequest(addr, session, msg, sz)` / `packpush(...)`.
 ///
-/// # Safety
+/// # SAFETY
 /// Called by Lua through [`run`]. `msg` must point to `sz` readable bytes from the host's
 /// `malloc` (the same contract as stock: it comes from `skynet.pack`).
 unsafe fn packrequest(api: &LuaApi, l: *mut lua_State, kind: RequestKind) -> LuaResult {
@@ -287,7 +289,7 @@ unsafe fn packrequest(api: &LuaApi, l: *mut lua_State, kind: RequestKind) -> Lua
 /// Pushes the frames of one request: `frame, next_session` for a single frame, or
 /// `header, next_session, {parts...}` for a multi-part one.
 ///
-/// # Safety
+/// # SAFETY
 /// `l` is valid; `payload` is the message buffer we own and free after this returns, so
 /// its bytes may be overwritten once they have been copied into Lua.
 unsafe fn pack_request_frames(
@@ -343,17 +345,20 @@ unsafe fn pack_request_frames(
     }
 }
 
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lpackrequest_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY: forwarded contract.
     unsafe { packrequest(api, l, RequestKind::Call) }
 }
 
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lpackpush_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY: forwarded contract.
     unsafe { packrequest(api, l, RequestKind::Push) }
 }
 
 /// `packtrace(tag)`: the 0x04 frame.
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lpacktrace_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY: `l` is valid; index 1 is acceptable.
     let Some(tag) = (unsafe { api.to_bytes(l, 1) }) else {
@@ -370,6 +375,7 @@ unsafe fn lpacktrace_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 }
 
 /// `unpackrequest(string)` or `unpackrequest(lightuserdata, size)`.
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lunpackrequest_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY (whole body): `l` is valid; a lightuserdata argument points to `size` readable
     // bytes (the caller's contract, as in stock: it is a message skynet delivered).
@@ -433,7 +439,7 @@ unsafe fn lunpackrequest_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     }
 }
 
-/// # Safety
+/// # SAFETY
 /// `l` is valid with a free slot.
 #[inline]
 unsafe fn push_address(api: &LuaApi, l: *mut lua_State, addr: Address<'_>) {
@@ -448,6 +454,7 @@ unsafe fn push_address(api: &LuaApi, l: *mut lua_State, addr: Address<'_>) {
 
 /// `packresponse(session, ok, msg, sz)` or `packresponse(session, ok, string)`.
 /// Never frees `msg`: it came from `skynet.rawcall` and stays the caller's.
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY (whole body): `l` is valid; a userdata message points to `sz` readable bytes
     // (the caller's contract, as in stock).
@@ -497,6 +504,7 @@ unsafe fn lpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 }
 
 /// `unpackresponse(string)`: returns nothing at all for a malformed body.
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lunpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY (whole body): `l` is valid; at most four values are pushed.
     unsafe {
@@ -536,6 +544,7 @@ unsafe fn lunpackresponse_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 
 /// `append(t, msg, sz)`: stores the bytes as a string at `t[#t+1]` and frees `msg`;
 /// `append(t, nil, x)` stores `x` (how clusteragent records the total size).
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lappend_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY (whole body): `l` is valid; a lightuserdata points to `sz` bytes from the host's
     // malloc, owned by us from here on (the caller's contract, as in stock).
@@ -581,6 +590,7 @@ unsafe fn lappend_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 
 /// `concat(t)`: `t[1]` is the total size, `t[2..]` the strings. Returns a new malloc'ed
 /// `msg, sz`, or nothing on any mismatch.
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lconcat_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY (whole body): `l` is valid; every slot used is checked with lua_checkstack;
     // the strings stay on the stack (so their bytes stay valid) until they are copied.
@@ -642,6 +652,7 @@ unsafe fn lconcat_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 }
 
 /// `isname(x)`: `true` when `x` is a string starting with `@`, else nothing.
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lisname_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY: `l` is valid; index 1 is acceptable (to_bytes converts a number in place,
     // as lua_tostring does in stock).
@@ -657,6 +668,7 @@ unsafe fn lisname_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 }
 
 /// `nodename()`: hostname (bytes `<= ' '` as a signed C char replaced by `_`) then the pid.
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn lnodename_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     let name = node_name();
     // SAFETY: `l` is valid with a free slot.
@@ -708,6 +720,7 @@ lua_functions! {
 }
 
 /// Builds the module table. Raises when the host's Lua is neither 5.4 nor 5.5.
+/// SAFETY: called only through [`run`], with the state Lua passed to the C function.
 unsafe fn open_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
     // SAFETY (whole body): `l` is valid; one table plus one function slot are used.
     unsafe {
@@ -732,7 +745,7 @@ unsafe fn open_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 /// host does not export it, there is no way to raise a Lua error: the reason goes to
 /// stderr and nothing is returned.
 ///
-/// # Safety
+/// # SAFETY
 /// Called by Lua's `require` with a valid state.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn luaopen_skynet_cluster_core(l: *mut lua_State) -> c_int {
