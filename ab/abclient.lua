@@ -1,0 +1,113 @@
+-- A/B harness, client node: runs the matrix against node "server" and appends one line
+-- per row to the file ab_out:
+--   row <mode> <size> <conc> <calls> <seconds> <payload bytes> <p50 us> <p99 us> <cpu client s> <cpu server s>
+--   push <mode> <pushes> <seconds> <cpu client s> <cpu server s>
+-- CPU is utime+stime of each process (/proc/<pid>/stat) over the row.
+local skynet = require "skynet"
+local cluster = require "skynet.cluster"
+
+local mode = skynet.getenv "ab_mode"
+local server_pid = skynet.getenv "ab_server_pid"
+local duration = tonumber(skynet.getenv "ab_duration")
+local out_path = skynet.getenv "ab_out"
+
+local function split(s)
+	local t = {}
+	for w in s:gmatch "[^,]+" do t[#t + 1] = w end
+	return t
+end
+
+local CLK_TCK = 100
+local function cpu(pid)
+	local f = io.open("/proc/" .. pid .. "/stat")
+	if not f then return 0 end
+	local s = f:read "*a"
+	f:close()
+	-- fields after the ")" of the command name: state is field 3; utime 14, stime 15
+	local rest = s:match "%) (.*)"
+	local fields = split(rest:gsub(" ", ","))
+	return (tonumber(fields[12]) + tonumber(fields[13])) / CLK_TCK
+end
+
+local out = assert(io.open(out_path, "a"))
+local function emit(line)
+	out:write(line, "\n")
+	out:flush()
+	print(line)
+end
+
+local function percentile(sorted, p)
+	if #sorted == 0 then return 0 end
+	local i = math.max(1, math.min(#sorted, math.ceil(#sorted * p)))
+	return sorted[i]
+end
+
+local function row(size, conc)
+	local arg = size == "int" and 12345 or string.rep("x", tonumber(size))
+	local bytes = size == "int" and 0 or tonumber(size)
+	for _ = 1, 3 do
+		assert(cluster.call("server", "@echo", arg) ~= nil)
+	end
+	collectgarbage()
+	local lat, n = {}, 0
+	local c0, s0 = cpu("self"), cpu(server_pid)
+	local t0 = skynet.hpc()
+	local deadline = t0 + duration * 1e9
+	local me = coroutine.running()
+	local finished = 0
+	for _ = 1, conc do
+		skynet.fork(function()
+			while skynet.hpc() < deadline do
+				local t = skynet.hpc()
+				cluster.call("server", "@echo", arg)
+				n = n + 1
+				lat[n] = skynet.hpc() - t
+			end
+			finished = finished + 1
+			if finished == conc then skynet.wakeup(me) end
+		end)
+	end
+	skynet.wait(me)
+	local secs = (skynet.hpc() - t0) / 1e9
+	local c1, s1 = cpu("self"), cpu(server_pid)
+	table.sort(lat)
+	emit(string.format("row %s %s %d %d %.3f %d %.1f %.1f %.2f %.2f", mode, size, conc, n, secs, bytes,
+		percentile(lat, 0.5) / 1e3, percentile(lat, 0.99) / 1e3, c1 - c0, s1 - s0))
+end
+
+local function pushes()
+	local batch = 1000
+	local sent = 0
+	local base = cluster.call("server", "@sink")
+	local c0, s0 = cpu("self"), cpu(server_pid)
+	local t0 = skynet.hpc()
+	local deadline = t0 + duration * 1e9
+	while skynet.hpc() < deadline do
+		for i = 1, batch do
+			cluster.send("server", "@sink", i)
+		end
+		sent = sent + batch
+		-- a call on the same link follows the pushes: when it returns, all have arrived
+		local got = cluster.call("server", "@sink") - base
+		assert(got == sent, string.format("sink saw %d of %d pushes", got, sent))
+	end
+	local secs = (skynet.hpc() - t0) / 1e9
+	local c1, s1 = cpu("self"), cpu(server_pid)
+	emit(string.format("push %s %d %.3f %.2f %.2f", mode, sent, secs, c1 - c0, s1 - s0))
+end
+
+skynet.start(function()
+	cluster.reload { server = skynet.getenv "ab_server" }
+	-- wait for the server
+	while not pcall(cluster.call, "server", "@sink") do
+		skynet.sleep(10)
+	end
+	for _, size in ipairs(split(skynet.getenv "ab_sizes")) do
+		for _, conc in ipairs(split(skynet.getenv "ab_concs")) do
+			row(size, tonumber(conc))
+		end
+	end
+	pushes()
+	out:close()
+	skynet.abort()
+end)
