@@ -18,6 +18,7 @@
  *                     message freed afterwards, as skynet does.
  *   skynet_error      prints "log <text>".
  *   skynet_queryname  ".name" from the names given on stdin, ":hex" parsed, else 0.
+ *   skynet_command    only "REG" with no name: the context's handle as ":%08x".
  * Not defined: skynet_socket_bind / skynet_socket_close (the service then runs without
  * its worker wake-up channel, which only matters inside skynet), skynet_free (the
  * service falls back to free, which is what skynet_free is without jemalloc).
@@ -172,6 +173,15 @@ uint32_t skynet_queryname(struct skynet_context *ctx, const char *name) {
 		if (strcmp(names[i].name, name) == 0) h = names[i].handle;
 	pthread_mutex_unlock(&mu);
 	return h;
+}
+
+const char *skynet_command(struct skynet_context *ctx, const char *cmd, const char *parm) {
+	static __thread char buf[16];
+	if (strcmp(cmd, "REG") == 0 && (parm == NULL || parm[0] == 0)) {
+		snprintf(buf, sizeof(buf), ":%08x", ctx->handle);
+		return buf;
+	}
+	return NULL;
 }
 
 /* The first packed value when it is a string: its bytes and the size of the value. */

@@ -28,6 +28,7 @@ pub type skynet_cb = unsafe extern "C" fn(
     sz: usize,
 ) -> c_int;
 
+pub const PTYPE_TEXT: c_int = 0;
 pub const PTYPE_RESPONSE: c_int = 1;
 pub const PTYPE_SOCKET: c_int = 6;
 pub const PTYPE_ERROR: c_int = 7;
@@ -50,6 +51,8 @@ pub struct Api {
     pub callback: unsafe extern "C" fn(*mut c_void, *mut c_void, skynet_cb),
     pub error: unsafe extern "C" fn(*mut c_void, *const c_char, ...),
     pub queryname: unsafe extern "C" fn(*mut c_void, *const c_char) -> u32,
+    /// Used once, `"REG"` with no name: the service's own handle as `:hex`.
+    pub command: unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> *const c_char,
     /// Optional: the worker wake-up channel (see `mod.rs`, "Waking skynet's workers").
     pub socket_bind: Option<unsafe extern "C" fn(*mut c_void, c_int) -> c_int>,
     pub socket_close: Option<unsafe extern "C" fn(*mut c_void, c_int)>,
@@ -98,6 +101,7 @@ impl Api {
             callback: need!("skynet_callback", unsafe extern "C" fn(*mut c_void, *mut c_void, skynet_cb)),
             error: need!("skynet_error", unsafe extern "C" fn(*mut c_void, *const c_char, ...)),
             queryname: need!("skynet_queryname", unsafe extern "C" fn(*mut c_void, *const c_char) -> u32),
+            command: need!("skynet_command", unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> *const c_char),
             socket_bind: opt!("skynet_socket_bind", unsafe extern "C" fn(*mut c_void, c_int) -> c_int),
             socket_close: opt!("skynet_socket_close", unsafe extern "C" fn(*mut c_void, c_int)),
             free,

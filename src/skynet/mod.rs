@@ -266,11 +266,56 @@ struct State {
 /// One service instance (what `skcluster_create` returns).
 pub struct Inst {
     core: Option<Arc<Core>>,
+    /// Our own handle (the flush token is sent to it).
+    self_handle: u32,
+    /// Answers and requests kept (with their skynet messages) until the flush token.
+    pending: Mutex<Pending>,
     node: Option<Node>,
     handle: Option<Handle>,
     st: Mutex<State>,
     wake_id: c_int,
     wake_fd: c_int,
+}
+
+/// A skynet message the service kept (its callback returned 1); freed with skynet_free.
+struct MsgBuf {
+    ptr: *mut c_void,
+    len: usize,
+    free: unsafe extern "C" fn(*mut c_void),
+}
+
+impl MsgBuf {
+    fn as_slice(&self) -> &[u8] {
+        if self.ptr.is_null() || self.len == 0 {
+            return &[];
+        }
+        // SAFETY: a message skynet handed us (len readable bytes) that we own until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for MsgBuf {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: the message was allocated by skynet (skynet_malloc) and given to us
+            // when the callback returned 1; freed once, here.
+            unsafe { (self.free)(self.ptr) }
+        }
+    }
+}
+
+/// Work kept until the flush token: see "Batching" in the module docs.
+enum Item {
+    /// A target's answer to an inbound call.
+    Answer { responder: Responder, msg: MsgBuf },
+    /// A call or push from Lua: node = msg[node.0..node.1], payload = msg[payload..].
+    Request { msg: MsgBuf, source: u32, session: c_int, node: (usize, usize), addr: OwnedAddr, payload: usize, trace: Option<Vec<u8>> },
+}
+
+#[derive(Default)]
+struct Pending {
+    items: Vec<Item>,
+    scheduled: bool,
 }
 
 fn catch<R>(default: R, f: impl FnOnce() -> R) -> R {
@@ -281,7 +326,7 @@ fn catch<R>(default: R, f: impl FnOnce() -> R) -> R {
 #[no_mangle]
 pub extern "C" fn skcluster_create() -> *mut c_void {
     catch(std::ptr::null_mut(), || {
-        let inst = Box::new(Inst { core: None, node: None, handle: None, st: Mutex::new(State::default()), wake_id: -1, wake_fd: -1 });
+        let inst = Box::new(Inst { core: None, self_handle: 0, pending: Mutex::new(Pending::default()), node: None, handle: None, st: Mutex::new(State::default()), wake_id: -1, wake_fd: -1 });
         Box::into_raw(inst).cast()
     })
 }
@@ -347,6 +392,18 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
                 return 1;
             }
         };
+        // SAFETY: ctx is live; "REG" with a NULL name returns our handle as ":%08x" in a
+        // buffer owned by the context (copied out at once).
+        let reg = unsafe { (core.api.command)(ctx, c"REG".as_ptr(), std::ptr::null()) };
+        if !reg.is_null() {
+            // SAFETY: skynet_command returns a NUL-terminated string.
+            let text = unsafe { std::ffi::CStr::from_ptr(reg) }.to_string_lossy();
+            inst.self_handle = text.strip_prefix(':').and_then(|h| u32::from_str_radix(h, 16).ok()).unwrap_or(0);
+        }
+        if inst.self_handle == 0 {
+            core.log("skcluster: cannot learn the service's own handle");
+            return 1;
+        }
         node.set_service(Arc::new(Inbox(core.clone())));
         inst.handle = Some(node.handle());
         inst.node = Some(node);
@@ -373,6 +430,8 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
     catch((), || {
         // SAFETY: caller contract: the pointer came from Box::into_raw in skcluster_create.
         let mut inst = unsafe { Box::from_raw(inst as *mut Inst) };
+        let kept = std::mem::take(&mut inst.pending.lock().items);
+        drop(kept); // unanswered inbound calls get "no response"; kept messages are freed
         inst.handle = None;
         drop(inst.node.take()); // joins the I/O thread
         if let Some(core) = inst.core.take() {
@@ -416,8 +475,7 @@ unsafe extern "C" fn on_message(
             // SAFETY: skynet hands a message of `sz` readable bytes, valid during the callback.
             unsafe { std::slice::from_raw_parts(msg as *const u8, sz) }
         };
-        inst.on_message(ty, session, source, msg, data);
-        0
+        inst.on_message(ty, session, source, msg, data)
     })
 }
 
@@ -426,15 +484,18 @@ impl Inst {
         self.core.as_ref().expect("initialised")
     }
 
-    fn on_message(&self, ty: c_int, session: c_int, source: u32, msg: *const c_void, data: &[u8]) {
+    /// Returns what the skynet callback returns: 1 when the message was kept.
+    fn on_message(&self, ty: c_int, session: c_int, source: u32, msg: *const c_void, data: &[u8]) -> c_int {
         let core = self.core();
         match ty {
             PTYPE_RESPONSE => {
                 let r = core.inflight.lock().remove(&session);
-                if let Some(r) = r {
-                    r.ok(data);
+                if let Some(responder) = r {
+                    self.defer(Item::Answer { responder, msg: self.keep(msg, data.len()) });
+                    return 1;
                 }
             }
+            PTYPE_TEXT if source == self.self_handle => self.flush(),
             PTYPE_ERROR => {
                 if session != 0 {
                     let r = core.inflight.lock().remove(&session);
@@ -462,7 +523,7 @@ impl Inst {
             PTYPE_TRACE => {
                 self.st.lock().trace.insert(source, data.to_vec());
             }
-            PTYPE_LUA => self.on_lua(session, source, data),
+            PTYPE_LUA => return self.on_lua(session, source, msg, data),
             _ => {
                 core.log(&format!("skcluster: unexpected message type {ty} from :{source:08x}"));
                 if session != 0 {
@@ -470,9 +531,51 @@ impl Inst {
                 }
             }
         }
+        0
     }
 
-    fn on_lua(&self, session: c_int, source: u32, data: &[u8]) {
+    fn keep(&self, msg: *const c_void, len: usize) -> MsgBuf {
+        MsgBuf { ptr: msg as *mut c_void, len, free: self.core().api.free }
+    }
+
+    /// Keeps `item` until the flush token, which is sent to ourselves with the first item:
+    /// it comes back after the messages already queued for us, so everything that arrived
+    /// meanwhile leaves in one write per link (and a lone call waits one message longer).
+    fn defer(&self, item: Item) {
+        let mut p = self.pending.lock();
+        p.items.push(item);
+        if !p.scheduled {
+            p.scheduled = true;
+            drop(p);
+            self.core().send(self.self_handle, PTYPE_TEXT, 0, &[]);
+        }
+    }
+
+    fn flush(&self) {
+        let items = {
+            let mut p = self.pending.lock();
+            p.scheduled = false;
+            std::mem::take(&mut p.items)
+        };
+        if items.is_empty() {
+            return;
+        }
+        crate::engine::batch(|| {
+            for it in items {
+                match it {
+                    Item::Answer { responder, msg } => responder.ok(msg.as_slice()),
+                    Item::Request { msg, source, session, node, addr, payload, trace } => {
+                        let b = msg.as_slice();
+                        // Checked to be UTF-8 when the request was kept.
+                        let node = std::str::from_utf8(&b[node.0..node.1]).unwrap_or("");
+                        self.submit(node, source, session, addr.as_addr(), &b[payload..], trace.as_deref());
+                    }
+                }
+            }
+        });
+    }
+
+    fn on_lua(&self, session: c_int, source: u32, msg: *const c_void, data: &[u8]) -> c_int {
         let core = self.core();
         // Node name first: the hot path reads two values by hand and forwards the rest.
         if let Some((node, used)) = minipack::unpack_str(data) {
@@ -482,20 +585,23 @@ impl Inst {
                 if session != 0 {
                     core.send(source, PTYPE_ERROR, session, &[]);
                 }
-                return;
+                return 0;
             };
-            let payload = &rest[used2..];
-            let Ok(node) = std::str::from_utf8(node) else {
+            if std::str::from_utf8(node).is_err() {
                 core.log("skcluster: node name is not UTF-8");
                 if session != 0 {
                     core.send(source, PTYPE_ERROR, session, &[]);
                 }
-                return;
-            };
+                return 0;
+            }
+            let node_start = used - node.len();
             let trace = if session != 0 { self.st.lock().trace.remove(&source) } else { None };
-            self.submit(node, source, session, addr.as_addr(), payload, trace.as_deref());
-            return;
+            let msg = self.keep(msg, data.len());
+            self.defer(Item::Request { msg, source, session, node: (node_start, used), addr, payload: used + used2, trace });
+            return 1;
         }
+        // Control: whatever was kept goes first.
+        self.flush();
         if session != 0 {
             self.st.lock().trace.remove(&source);
         }
@@ -506,7 +612,7 @@ impl Inst {
                 if session != 0 {
                     core.send(source, PTYPE_ERROR, session, &[]);
                 }
-                return;
+                return 0;
             }
         };
         match self.control(source, &values) {
@@ -532,6 +638,7 @@ impl Inst {
                 }
             }
         }
+        0
     }
 
     /// Sends a call (`session != 0`) or push; holds it when the node has no address yet
