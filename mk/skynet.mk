@@ -36,5 +36,5 @@ $(AB_VENV)/.ok:
 	@python3 -m venv $(AB_VENV) && $(AB_VENV)/bin/pip install -q matplotlib && touch $@ \
 	  || echo "ab: could not install matplotlib into $(AB_VENV) (chart will use gnuplot if present)"
 
-ab: build
+ab: build ab-venv
 	@SKYNET_ROOT=$(SKYNET_ROOT) AB_VENV=$(AB_VENV) ab/ab.sh $(LIB_SO) $(AB_DIR)
