@@ -18,14 +18,17 @@ else
 	sizes=${AB_SIZES:-int,1024,16384,65536,1048576}; concs=${AB_CONCS:-1,8,64,256}; duration=${AB_DURATION:-2}
 fi
 export AB_THREADS=${AB_THREADS:-2} AB_PROFILE=${AB_PROFILE:-true}
-rows="$dir/rows.txt"; : > "$rows"
+# AB_MODES="native" reruns one side and keeps the other side's rows of the last run.
+modes=${AB_MODES:-stock native}
+rows="$dir/rows.txt"; touch "$rows"
+for mode in $modes; do grep -v " $mode " "$rows" > "$rows.tmp" || true; mv "$rows.tmp" "$rows"; done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 server_pid=
 client_pid=
 cleanup() { for p in $server_pid $client_pid; do kill "$p" 2>/dev/null; done; true; }
 trap cleanup EXIT INT TERM
 echo "ab: skynet $SKYNET_ROOT, thread=$AB_THREADS profile=$AB_PROFILE per node, ${duration}s per row; sizes $sizes, concurrency $concs"
-for mode in stock native; do
+for mode in $modes; do
 	port=$(free_port)
 	rm -f "$dir/ready.$mode"
 	ab_config "$dir/server.$mode" $mode abserver "ab_server = \"127.0.0.1:$port\"" "ab_ready = \"$dir/ready.$mode\""

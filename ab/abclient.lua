@@ -1,6 +1,6 @@
 -- A/B harness, client node: runs the matrix against node "server" and appends one line
 -- per row to the file ab_out:
---   row <mode> <size> <conc> <calls> <seconds> <payload bytes> <p50 us> <p99 us> <cpu client s> <cpu server s>
+--   row <mode> <size> <conc> <calls> <seconds> <payload bytes> <p50 us> <p99 us> <cpu client s> <cpu server s> <errors>
 --   push <mode> <pushes> <seconds> <cpu client s> <cpu server s>
 -- CPU is utime+stime of each process (/proc/<pid>/stat) over the row.
 local skynet = require "skynet"
@@ -49,7 +49,7 @@ local function row(size, conc)
 		assert(cluster.call("server", "@echo", arg) ~= nil)
 	end
 	collectgarbage()
-	local lat, n = {}, 0
+	local lat, n, errors = {}, 0, 0
 	local c0, s0 = cpu("self"), cpu(server_pid)
 	local t0 = skynet.hpc()
 	local deadline = t0 + duration * 1e9
@@ -59,9 +59,13 @@ local function row(size, conc)
 		skynet.fork(function()
 			while skynet.hpc() < deadline do
 				local t = skynet.hpc()
-				cluster.call("server", "@echo", arg)
-				n = n + 1
-				lat[n] = skynet.hpc() - t
+				if pcall(cluster.call, "server", "@echo", arg) then
+					n = n + 1
+					lat[n] = skynet.hpc() - t
+				else
+					errors = errors + 1
+					skynet.sleep(1)
+				end
 			end
 			finished = finished + 1
 			if finished == conc then skynet.wakeup(me) end
@@ -71,8 +75,8 @@ local function row(size, conc)
 	local secs = (skynet.hpc() - t0) / 1e9
 	local c1, s1 = cpu("self"), cpu(server_pid)
 	table.sort(lat)
-	emit(string.format("row %s %s %d %d %.3f %d %.1f %.1f %.2f %.2f", mode, size, conc, n, secs, bytes,
-		percentile(lat, 0.5) / 1e3, percentile(lat, 0.99) / 1e3, c1 - c0, s1 - s0))
+	emit(string.format("row %s %s %d %d %.3f %d %.1f %.1f %.2f %.2f %d", mode, size, conc, n, secs, bytes,
+		percentile(lat, 0.5) / 1e3, percentile(lat, 0.99) / 1e3, c1 - c0, s1 - s0, errors))
 end
 
 local function pushes()

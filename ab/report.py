@@ -13,10 +13,11 @@ for line in open(rows_path):
         continue
     if f[0] == "row":
         mode, size, conc, calls, secs, nbytes, p50, p99, cc, cs = f[1:11]
+        errors = int(f[11]) if len(f) > 11 else 0
         calls, secs = int(calls), float(secs)
         rows[(mode, size, int(conc))] = dict(
             cps=calls / secs, mbs=calls * int(nbytes) / secs / 1e6, p50=float(p50), p99=float(p99),
-            cpu_c=float(cc) / calls * 1e5 if calls else 0, cpu_s=float(cs) / calls * 1e5 if calls else 0)
+            cpu_c=float(cc) / calls * 1e5 if calls else 0, cpu_s=float(cs) / calls * 1e5 if calls else 0, err=errors)
     elif f[0] == "push":
         mode, n, secs, cc, cs = f[1:6]
         n, secs = int(n), float(secs)
@@ -49,7 +50,8 @@ for k in keys:
           f" {g('stock', k, 'p50'):12.0f} {g('native', k, 'p50'):6.0f} |"
           f" {g('stock', k, 'p99'):12.0f} {g('native', k, 'p99'):6.0f} |"
           f" {g('stock', k, 'cpu_c'):17.2f} {g('native', k, 'cpu_c'):4.2f} |"
-          f" {g('stock', k, 'cpu_s'):17.2f} {g('native', k, 'cpu_s'):4.2f}")
+          f" {g('stock', k, 'cpu_s'):17.2f} {g('native', k, 'cpu_s'):4.2f}"
+          + "".join(f"  ({m}: {int(g(m, k, 'err'))} failed calls)" for m in ("stock", "native") if g(m, k, "err") > 0))
 if pushes:
     s, n = pushes.get("stock", {}), pushes.get("native", {})
     print(f"pushes/s: stock {s.get('ps', 0):.0f}, native {n.get('ps', 0):.0f} (x{n.get('ps', 0) / max(s.get('ps', 1), 1):.1f});"

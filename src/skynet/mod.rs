@@ -385,7 +385,11 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             served_calls: AtomicU32::new(0),
             served_pushes: AtomicU32::new(0),
         });
-        let node = match Node::new(Config::default()) {
+        // Stock bounds neither its send queues nor message sizes; a skynet node that
+        // pipelines many large calls (256 x 1 MiB in `make ab`) must not be refused
+        // where stock would not be. 1 GiB per link still stops a runaway.
+        let cfg = Config { max_send_queue: 1 << 30, ..Config::default() };
+        let node = match Node::new(cfg) {
             Ok(n) => n,
             Err(e) => {
                 core.log(&format!("skcluster: cannot start the engine: {e}"));
