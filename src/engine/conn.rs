@@ -352,6 +352,19 @@ fn flush_batch() {
     }
 }
 
+/// Inside a [`batch`] scope: writes what the scope has deferred so far and keeps the
+/// scope open. The I/O thread calls it between two full reads of a long burst, so that
+/// answers stream out while the rest of the burst is read (without it, a peer that sends
+/// many large requests at once gets no answer until all of them are read, and the two
+/// directions of the link take turns instead of overlapping).
+pub(crate) fn flush_batch_early() {
+    let list = BATCH.with(|b| b.borrow_mut().as_mut().map(std::mem::take)).unwrap_or_default();
+    for c in list {
+        c.st.lock().dirty = false;
+        c.flush_or_report();
+    }
+}
+
 /// True inside a [`batch`] scope on this thread.
 pub(crate) fn batching() -> bool {
     BATCH.with(|b| b.borrow().is_some())

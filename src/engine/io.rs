@@ -441,6 +441,10 @@ impl IoLoop {
                 // A short read drained the socket; epoll reports the next arrival.
                 return Ok(());
             }
+            if n == room {
+                // More is waiting: let the answers produced so far leave now.
+                super::conn::flush_batch_early();
+            }
         }
     }
 }
