@@ -25,7 +25,7 @@ for mode in $modes; do grep -v " $mode " "$rows" > "$rows.tmp" || true; mv "$row
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 server_pid=
 client_pid=
-cleanup() { for p in $server_pid $client_pid; do kill "$p" 2>/dev/null; done; true; }
+cleanup() { for p in $server_pid $client_pid; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 echo "ab: skynet $SKYNET_ROOT, thread=$AB_THREADS profile=$AB_PROFILE per node, ${duration}s per row; sizes $sizes, concurrency $concs"
 for mode in $modes; do
@@ -56,6 +56,7 @@ for mode in $modes; do
 	done
 	kill "$client_pid" 2>/dev/null || true
 	wait "$client_pid" 2>/dev/null || true
+	client_pid=
 	kill "$server_pid" 2>/dev/null || true
 	wait "$server_pid" 2>/dev/null || true
 	server_pid=

@@ -34,6 +34,16 @@
 //!
 //! So one `cluster.call` costs one skynet message each way on each node.
 //!
+//! # Batching
+//!
+//! The callback does not write to sockets itself: it keeps the skynet message (returns 1)
+//! and, with the first kept message, sends itself one empty `PTYPE_TEXT` "flush token".
+//! That token comes back after every message already queued for the service; at that
+//! point everything kept is encoded inside one engine `batch`, so a burst of answers,
+//! calls or pushes leaves in one `write` per link, and the payload is copied once (from
+//! the skynet message into the link's send buffer). A lone call pays one extra skynet
+//! message on its own node. Control messages flush first, so they keep their order.
+//!
 //! # Waking skynet's workers
 //!
 //! A message pushed into skynet from a foreign thread does not wake a sleeping worker
@@ -242,6 +252,9 @@ impl OwnedAddr {
 }
 
 /// A call or push held until its node gets an address (stock without `__nowaiting`).
+/// The engine now waits for the address itself (its `call_with`/`push` hold requests to
+/// an address-less node until a reload); this queue only serves an engine that answers
+/// `NodeAbsent` at once.
 struct Waiting {
     source: u32,
     session: c_int,
