@@ -442,3 +442,38 @@ fn absent_node_waits_for_reload() {
     let rest = d.quit();
     assert!(rest.iter().any(|l| l == "deliver 10 20 7 62 "), "{rest:?}");
 }
+
+#[test]
+fn bursts_of_calls_and_pushes() {
+    let Some(mut d) = Double::start() else { return };
+    let port = d.serve();
+    let kv = vec![(s("self"), s(&format!("127.0.0.1:{port}")))];
+    assert_eq!(d.call(1, &pack(&[Value::Integer(1), Value::Table(Table::from_pairs(kv))])).ty, 1);
+    // Many calls and pushes queued at once: they are kept until the flush token and leave
+    // in one batch; every call gets its own answer, every push arrives, in order.
+    let n = 300;
+    for i in 0..n {
+        let arg = if i % 50 == 7 { Value::String(vec![b'a' + (i % 26) as u8; 40_000]) } else { Value::Integer(i as i64) };
+        d.send(10, 100 + i, &pack(&[s("self"), s("@echo"), s("echo"), arg]));
+        d.send(10, 0, &pack(&[s("self"), s("@echo"), s("push"), Value::Integer(i as i64)]));
+    }
+    let mut answers = BTreeMap::new();
+    let mut pushes = Vec::new();
+    while answers.len() < n as usize || pushes.len() < n as usize {
+        let l = d.line();
+        if let Some(r) = l.strip_prefix("deliver ") {
+            let f: Vec<&str> = r.splitn(5, ' ').collect();
+            let session: i32 = f[3].parse().unwrap();
+            assert_eq!(f[2], "1", "{l}");
+            assert!(answers.insert(session, unhex(f[4])).is_none(), "two answers for {session}");
+        } else if let Some(r) = l.strip_prefix(&format!("push {ECHO:x} ")) {
+            pushes.push(unhex(r));
+        }
+    }
+    for i in 0..n {
+        let arg = if i % 50 == 7 { Value::String(vec![b'a' + (i % 26) as u8; 40_000]) } else { Value::Integer(i as i64) };
+        assert_eq!(answers[&(100 + i)], pack(&[arg]), "answer to call {i}");
+        assert_eq!(pushes[i as usize], pack(&[s("push"), Value::Integer(i as i64)]), "push {i} in order");
+    }
+    d.quit();
+}
