@@ -24,7 +24,7 @@ for mix in "stock stock" "native native" "stock native" "native stock"; do
 	wait $c1 2>/dev/null || true
 	echo "=== cluster1 $1, cluster2 $2"
 	echo "--- cluster1 printed:"; grep -v -e '^\[' -e '^stack traceback' -e $'^\t' "$dir/c1.$1-$2.log" || true
-	grep -h -o 'ping .*' "$dir/c1.$1-$2.log" | cut -c1-40 || true
+	grep -h -o 'ping \(proxy\|db2\).*' "$dir/c1.$1-$2.log" | cut -c1-40 || true
 	echo "--- cluster2 printed:"; grep -v -e '^\[' -e '^stack traceback' -e $'^\t' "$dir/c2.$1-$2.log" || true
 	if ! grep -q '^hello$' "$dir/c2.$1-$2.log" || ! grep -q 'ping db2:longstring' "$dir/c1.$1-$2.log"; then
 		echo "!!! incomplete run (logs in $dir)"; status=1
