@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_void, CString};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::ptr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,122 +34,8 @@ const RAISE_TEXT: &str = "./skynet/lualib/skynet.lua:720: call failed";
 const INVALID_ADDR_TEXT: &str = "./skynet/lualib/skynet.lua:747: call to invalid address";
 const OK: skc_status = skc_status::SKC_OK;
 
-fn golden() -> PathBuf {
-    match std::env::var_os("SKC_GOLDEN") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"),
-    }
-}
-
-struct Transcript {
-    name: String,
-    header: J,
-    c2s: Vec<Vec<u8>>,
-    s2c: Vec<Vec<u8>>,
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-fn load() -> Vec<Transcript> {
-    let dir = golden().join("transcripts");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("golden transcripts at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 21, "expected the 21 recorded transcripts");
-    files
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            let mut lines = text.lines();
-            let header: J = serde_json::from_str(lines.next().unwrap()).unwrap();
-            let (mut c2s, mut s2c) = (Vec::new(), Vec::new());
-            for l in lines {
-                let v: J = serde_json::from_str(l).unwrap();
-                let f = unhex(v["hex"].as_str().unwrap());
-                if v["dir"] == "c2s" {
-                    c2s.push(f)
-                } else {
-                    s2c.push(f)
-                }
-            }
-            Transcript { name: p.file_name().unwrap().to_string_lossy().into(), header, c2s, s2c }
-        })
-        .collect()
-}
-
-fn body(f: &[u8]) -> &[u8] {
-    &f[2..]
-}
-
-fn by_session(frames: &[Vec<u8>]) -> BTreeMap<u32, Vec<Vec<u8>>> {
-    let mut m: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
-    for f in frames {
-        m.entry(wire::decode_response(body(f)).unwrap().session()).or_default().push(f.clone());
-    }
-    m
-}
-
-fn response_payload(frames: &[Vec<u8>]) -> Result<Vec<u8>, Vec<u8>> {
-    let mut out = Vec::new();
-    for f in frames {
-        match wire::decode_response(body(f)).unwrap() {
-            wire::Response::Ok { payload, .. } => return Ok(payload.to_vec()),
-            wire::Response::Error { msg, .. } => return Err(msg.to_vec()),
-            wire::Response::MultiBegin { .. } => {}
-            wire::Response::MultiPart { data, .. } => out.extend_from_slice(data),
-        }
-    }
-    Ok(out)
-}
-
-#[derive(Debug, Clone)]
-struct Msg {
-    frames: Vec<Vec<u8>>,
-    session: u32,
-    push: bool,
-}
-
-fn messages(frames: &[Vec<u8>]) -> Vec<Msg> {
-    let mut out = Vec::new();
-    let mut trace: Option<Vec<u8>> = None;
-    let mut open: HashMap<u32, Msg> = HashMap::new();
-    for f in frames {
-        match wire::decode_request(body(f)).unwrap() {
-            wire::Request::Trace { .. } => trace = Some(f.clone()),
-            wire::Request::Single { session, .. } => {
-                let mut fr: Vec<Vec<u8>> = trace.take().into_iter().collect();
-                fr.push(f.clone());
-                out.push(Msg { frames: fr, session, push: session == 0 });
-            }
-            wire::Request::MultiHeader { session, push, .. } => {
-                let mut fr: Vec<Vec<u8>> = trace.take().into_iter().collect();
-                fr.push(f.clone());
-                open.insert(session, Msg { frames: fr, session, push });
-            }
-            wire::Request::Part { session, last, .. } => {
-                open.get_mut(&session).expect("part after its header").frames.push(f.clone());
-                if last {
-                    out.push(open.remove(&session).unwrap());
-                }
-            }
-        }
-    }
-    out
-}
-
-fn read_frame(s: &mut TcpStream) -> Vec<u8> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).expect("frame (hang guard: 30 s)");
-    let mut f = vec![0u8; 2 + u16::from_be_bytes(h) as usize];
-    f[..2].copy_from_slice(&h);
-    s.read_exact(&mut f[2..]).unwrap();
-    f
-}
+mod golden_util;
+use golden_util::*;
 
 fn must(rc: skc_status, what: &str) {
     if rc != OK {

@@ -29,7 +29,6 @@ use skynet_cluster::wire;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -37,129 +36,8 @@ const ECHO_ADDR: u32 = 10;
 const RAISE_TEXT: &[u8] = b"./skynet/lualib/skynet.lua:720: call failed";
 const INVALID_ADDR_TEXT: &[u8] = b"./skynet/lualib/skynet.lua:747: call to invalid address";
 
-fn golden() -> PathBuf {
-    match std::env::var_os("SKC_GOLDEN") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"),
-    }
-}
-
-struct Transcript {
-    name: String,
-    header: J,
-    c2s: Vec<Vec<u8>>, // whole frames, prefix included
-    s2c: Vec<Vec<u8>>,
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-fn load() -> Vec<Transcript> {
-    let dir = golden().join("transcripts");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("golden transcripts at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 21, "expected the 21 recorded transcripts");
-    files
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            let mut lines = text.lines();
-            let header: J = serde_json::from_str(lines.next().unwrap()).unwrap();
-            let (mut c2s, mut s2c) = (Vec::new(), Vec::new());
-            for l in lines {
-                let v: J = serde_json::from_str(l).unwrap();
-                let f = unhex(v["hex"].as_str().unwrap());
-                match v["dir"].as_str().unwrap() {
-                    "c2s" => c2s.push(f),
-                    _ => s2c.push(f),
-                }
-            }
-            Transcript { name: p.file_name().unwrap().to_string_lossy().into(), header, c2s, s2c }
-        })
-        .collect()
-}
-
-fn body(f: &[u8]) -> &[u8] {
-    &f[2..]
-}
-
-/// Recorded server frames grouped by session, in order.
-fn by_session(frames: &[Vec<u8>]) -> BTreeMap<u32, Vec<Vec<u8>>> {
-    let mut m: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
-    for f in frames {
-        m.entry(wire::decode_response(body(f)).unwrap().session()).or_default().push(f.clone());
-    }
-    m
-}
-
-/// The whole payload a session's response frames carry: Ok(payload) or Err(text).
-fn response_payload(frames: &[Vec<u8>]) -> Result<Vec<u8>, Vec<u8>> {
-    let mut out = Vec::new();
-    for f in frames {
-        match wire::decode_response(body(f)).unwrap() {
-            wire::Response::Ok { payload, .. } => return Ok(payload.to_vec()),
-            wire::Response::Error { msg, .. } => return Err(msg.to_vec()),
-            wire::Response::MultiBegin { .. } => {}
-            wire::Response::MultiPart { data, .. } => out.extend_from_slice(data),
-        }
-    }
-    Ok(out)
-}
-
-/// Client messages: a request (single or multi-part, its trace frame first) as its frames.
-#[derive(Debug, Clone)]
-struct Msg {
-    frames: Vec<Vec<u8>>,
-    session: u32,
-    push: bool,
-    payload: Vec<u8>,
-}
-
-/// Groups a client frame stream into messages, in the order each message completed.
-fn messages(frames: &[Vec<u8>]) -> Vec<Msg> {
-    let mut out = Vec::new();
-    let mut trace: Option<Vec<u8>> = None;
-    let mut open: HashMap<u32, Msg> = HashMap::new();
-    for f in frames {
-        match wire::decode_request(body(f)).unwrap() {
-            wire::Request::Trace { .. } => trace = Some(f.clone()),
-            wire::Request::Single { session, payload, .. } => {
-                let mut fr: Vec<Vec<u8>> = trace.take().into_iter().collect();
-                fr.push(f.clone());
-                out.push(Msg { frames: fr, session, push: session == 0, payload: payload.to_vec() });
-            }
-            wire::Request::MultiHeader { session, push, .. } => {
-                let mut fr: Vec<Vec<u8>> = trace.take().into_iter().collect();
-                fr.push(f.clone());
-                open.insert(session, Msg { frames: fr, session, push, payload: Vec::new() });
-            }
-            wire::Request::Part { session, data, last } => {
-                let m = open.get_mut(&session).expect("part after its header");
-                m.frames.push(f.clone());
-                m.payload.extend_from_slice(data);
-                if last {
-                    out.push(open.remove(&session).unwrap());
-                }
-            }
-        }
-    }
-    assert!(open.is_empty());
-    out
-}
-
-fn read_frame(s: &mut TcpStream) -> Vec<u8> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).expect("frame (hang guard: 30 s)");
-    let mut f = vec![0u8; 2 + u16::from_be_bytes(h) as usize];
-    f[..2].copy_from_slice(&h);
-    s.read_exact(&mut f[2..]).unwrap();
-    f
-}
+mod golden_util;
+use golden_util::*;
 
 fn entries(packed: &[u8]) -> usize {
     match skynet_cluster::seri::decode(packed).unwrap().first() {

@@ -4,31 +4,12 @@
 use serde_json::Value as Json;
 use skynet_cluster::seri::{decode, encode, DecodeError, EncodeError, Table, Value};
 use std::cmp::Ordering;
-use std::path::PathBuf;
 
-fn golden_dir() -> PathBuf {
-    match std::env::var_os("SKC_GOLDEN") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"),
-    }
-}
+mod golden_util;
+use golden_util::{golden, read_jsonl, unhex};
 
 fn lines() -> Vec<Json> {
-    let path = golden_dir().join("seri.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {} ({e}); set SKC_GOLDEN", path.display()));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("golden line is JSON"))
-        .collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
+    read_jsonl(&golden().join("seri.jsonl"))
 }
 
 /// NaN as recorded: `0/0` on x86-64 is the negative quiet NaN.

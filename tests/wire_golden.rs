@@ -6,23 +6,9 @@
 
 use serde_json::Value as Json;
 use skynet_cluster::wire::{self, Address, Request, RequestKind, Response};
-use std::path::PathBuf;
 
-fn golden_dir() -> PathBuf {
-    match std::env::var_os("SKC_GOLDEN") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"),
-    }
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-fn read_jsonl(path: &PathBuf) -> Vec<Json> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("golden data {}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
-}
+mod golden_util;
+use golden_util::{golden, read_jsonl, unhex};
 
 /// Re-encodes a decoded request frame body (with its prefix).
 fn reencode_request(req: Request<'_>) -> Vec<u8> {
@@ -52,7 +38,7 @@ fn reencode_response(resp: Response<'_>) -> Vec<u8> {
 
 #[test]
 fn transcript_frames_decode_and_reencode_exactly() {
-    let dir = golden_dir().join("transcripts");
+    let dir = golden().join("transcripts");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("golden transcripts {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -88,7 +74,7 @@ fn bytes_of(v: &Json) -> Option<Vec<u8>> {
 #[test]
 fn core_pack_results_are_reproduced() {
     let mut checked = 0;
-    for case in read_jsonl(&golden_dir().join("core.jsonl")) {
+    for case in read_jsonl(&golden().join("core.jsonl")) {
         if case["ok"] != Json::Bool(true) {
             continue;
         }
