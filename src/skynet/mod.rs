@@ -41,8 +41,11 @@
 //! That token comes back after every message already queued for the service; at that
 //! point everything kept is encoded inside one engine `batch`, so a burst of answers,
 //! calls or pushes leaves in one `write` per link, and the payload is copied once (from
-//! the skynet message into the link's send buffer). A lone call pays one extra skynet
-//! message on its own node. Control messages flush first, so they keep their order.
+//! the skynet message into the link's send buffer). When the last flush carried a single
+//! item, traffic is sparse: the next item is handled at once, without the token (so a
+//! lone call pays no extra message), unless it follows the previous one within 50 µs,
+//! which switches back to batching. Control messages flush first, so they keep their
+//! order.
 //!
 //! # Waking skynet's workers
 //!
@@ -65,6 +68,7 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Control commands (the first packed value of a control message).
 #[repr(i64)]
@@ -329,7 +333,15 @@ enum Item {
 struct Pending {
     items: Vec<Item>,
     scheduled: bool,
+    /// The last flush carried at most one item: traffic is sparse, so the next item is
+    /// handled at once (no flush token) unless it follows the previous one within
+    /// [`BURST`].
+    lone: bool,
+    last_immediate: Option<Instant>,
 }
+
+/// Two items closer than this are a burst: batching pays off again.
+const BURST: Duration = Duration::from_micros(50);
 
 fn catch<R>(default: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(default)
@@ -560,6 +572,16 @@ impl Inst {
     /// meanwhile leaves in one write per link (and a lone call waits one message longer).
     fn defer(&self, item: Item) {
         let mut p = self.pending.lock();
+        if p.lone && !p.scheduled {
+            let now = Instant::now();
+            let burst = p.last_immediate.is_some_and(|t| now.duration_since(t) < BURST);
+            p.last_immediate = Some(now);
+            if !burst {
+                drop(p);
+                return self.run(vec![item]);
+            }
+            p.lone = false;
+        }
         p.items.push(item);
         if !p.scheduled {
             p.scheduled = true;
@@ -572,8 +594,16 @@ impl Inst {
         let items = {
             let mut p = self.pending.lock();
             p.scheduled = false;
-            std::mem::take(&mut p.items)
+            let items = std::mem::take(&mut p.items);
+            if items.len() <= 1 {
+                p.lone = true;
+            }
+            items
         };
+        self.run(items);
+    }
+
+    fn run(&self, items: Vec<Item>) {
         if items.is_empty() {
             return;
         }
