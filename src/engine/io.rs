@@ -31,6 +31,19 @@ pub(crate) const WAKER: Token = Token(0);
 /// 512 KiB about doubles 1 MiB calls at concurrency 8 against 256 KiB).
 const SCRATCH: usize = 512 << 10;
 const NO_DEADLINE: u64 = u64::MAX;
+/// Smallest rest of a message worth reading straight into its reassembly buffer.
+const DIRECT_MIN: usize = 16 << 10;
+/// Most parts one direct read expects after the current one (1 MiB).
+const DIRECT_PARTS: usize = 32;
+/// Room a direct read that should complete a message of `DIRECT_BIG` bytes or more leaves
+/// for what follows: small, so that the next large message's first part is likely cut
+/// short and joined directly too. After smaller messages the whole read buffer follows
+/// (measured: a 16 KiB tail after 64 KiB messages costs more in syscalls and early writes
+/// than the copies it saves).
+const DIRECT_TAIL: usize = 16 << 10;
+const DIRECT_BIG: usize = 256 << 10;
+/// Bytes before the data of a part frame (length prefix, type, session), both directions.
+const PART_HEADER: usize = wire::REQUEST_PART_HEADER;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Read {
@@ -111,9 +124,23 @@ impl IoShared {
 /// What a multi-part request's header said: address, push flag, the trace tag before it.
 type ReqMeta = (OwnedAddr, bool, Option<Vec<u8>>);
 
+/// A part whose body is being read straight into its message's reassembly buffer.
+struct Direct {
+    session: u32,
+    /// Bytes of the part's body still to come.
+    left: usize,
+    last: bool,
+}
+
 struct Entry {
     conn: Arc<Conn>,
     partial: Vec<u8>,
+    /// Set while the rest of a large part goes straight into its reassembly buffer
+    /// (`partial` is empty then).
+    direct: Option<Direct>,
+    /// The multi-part message whose header or part was the last frame handled: its next
+    /// part is expected to follow.
+    last_multi: Option<u32>,
     /// Inbound: multi-part requests being joined; meta = (address, push, trace).
     req_parts: Option<Reassembler<ReqMeta>>,
     /// Outbound: multi-part responses being joined.
@@ -280,7 +307,7 @@ impl IoLoop {
                     let t = conn.token;
                     self.conns.insert(
                         t,
-                        Entry { conn, partial: Vec::new(), req_parts: None, resp_parts: None, trace: None },
+                        Entry { conn, partial: Vec::new(), direct: None, last_multi: None, req_parts: None, resp_parts: None, trace: None },
                     );
                     // The first edge may have fired before we knew the token.
                     self.on_event(t, Read::ToEnd, true, scratch);
@@ -331,6 +358,8 @@ impl IoLoop {
                         Entry {
                             conn,
                             partial: Vec::new(),
+                            direct: None,
+                            last_multi: None,
                             req_parts: Some(Reassembler::new(cfg.max_message, cfg.max_multi_pending)),
                             resp_parts: None,
                             trace: None,
@@ -413,24 +442,26 @@ impl IoLoop {
             if e.conn.inbound && e.conn.st.lock().paused {
                 return Ok(());
             }
-            let carried = e.partial.len();
-            scratch[..carried].copy_from_slice(&e.partial);
-            let room = scratch.len() - carried;
-            let n = match (&e.conn.stream).read(&mut scratch[carried..]) {
-                Ok(0) => return Err("peer closed the connection".into()),
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(format!("read failed: {err}")),
+            let (n, room) = if e.direct.is_some() {
+                match read_direct(&inner, e, scratch)? {
+                    Some(r) => r,
+                    None => return Ok(()),
+                }
+            } else {
+                let carried = e.partial.len();
+                scratch[..carried].copy_from_slice(&e.partial);
+                let room = scratch.len() - carried;
+                let n = match (&e.conn.stream).read(&mut scratch[carried..]) {
+                    Ok(0) => return Err("peer closed the connection".into()),
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(format!("read failed: {err}")),
+                };
+                LinkStats::add(&e.conn.stats.bytes_in, n as u64);
+                process(&inner, e, &scratch[..carried + n])?;
+                (n, room)
             };
-            LinkStats::add(&e.conn.stats.bytes_in, n as u64);
-            let data = &scratch[..carried + n];
-            let used = if e.conn.inbound { on_requests(&inner, e, data)? } else { on_responses(e, data)? };
-            e.partial.clear();
-            e.partial.extend_from_slice(&data[used..]);
-            if e.partial.capacity() > 2 * wire::MAX_FRAME_BODY && e.partial.is_empty() {
-                e.partial = Vec::new();
-            }
             if e.conn.inbound {
                 let mut st = e.conn.st.lock();
                 if e.conn.above_pause(&st) {
@@ -449,6 +480,226 @@ impl IoLoop {
     }
 }
 
+/// Handles the complete frames at the front of `data` and keeps the incomplete rest: in
+/// `partial`, or, when it starts a large part of a message being joined, in that
+/// message's buffer (the rest of the part is then read straight there: [`read_direct`]).
+fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), String> {
+    let used = if e.conn.inbound { on_requests(inner, e, data)? } else { on_responses(e, data)? };
+    let rest = &data[used..];
+    e.partial.clear();
+    if !start_direct(e, rest) && !(rest.is_empty() && direct_at_boundary(e)) {
+        e.partial.extend_from_slice(rest);
+    }
+    if e.partial.capacity() > 2 * wire::MAX_FRAME_BODY && e.partial.is_empty() {
+        e.partial = Vec::new();
+    }
+    Ok(())
+}
+
+/// If `rest` (an incomplete frame) is a part of a message being joined, with its header
+/// complete and at least `DIRECT_MIN` bytes of its body still to come: moves what is there
+/// into the message's buffer and sets `e.direct`.
+fn start_direct(e: &mut Entry, rest: &[u8]) -> bool {
+    if rest.len() < PART_HEADER {
+        return false;
+    }
+    let flen = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+    let Some(body) = flen.checked_sub(PART_HEADER - wire::FRAME_PREFIX) else { return false };
+    let have = rest.len() - PART_HEADER;
+    if have >= body {
+        return false;
+    }
+    let pool = &e.conn.io.pool;
+    let (session, last, buf) = if e.conn.inbound {
+        let last = match rest[2] {
+            wire::req_type::PART => false,
+            wire::req_type::PART_LAST => true,
+            _ => return false,
+        };
+        let session = u32::from_le_bytes([rest[3], rest[4], rest[5], rest[6]]);
+        let Some(r) = e.req_parts.as_mut() else { return false };
+        let Some(b) = r.direct(session, body, last, pool) else { return false };
+        (session, last, b)
+    } else {
+        let last = match rest[6] {
+            wire::resp_type::MULTI_PART => false,
+            wire::resp_type::MULTI_END => true,
+            _ => return false,
+        };
+        let session = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]);
+        let Some(r) = e.resp_parts.as_mut() else { return false };
+        let Some(b) = r.direct(session, body, last, pool) else { return false };
+        (session, last, b)
+    };
+    let (buf, total) = buf;
+    if total - buf.len() - have < DIRECT_MIN {
+        return false;
+    }
+    buf.extend_from_slice(&rest[PART_HEADER..]);
+    e.direct = Some(Direct { session, left: body - have, last });
+    true
+}
+
+/// When the data ended right after a header or part of a message still being joined of
+/// at least `DIRECT_MIN` more bytes: expects its next part at the start of the next read
+/// (sets `e.direct` with nothing left of a current part).
+fn direct_at_boundary(e: &mut Entry) -> bool {
+    let Some(session) = e.last_multi else { return false };
+    let pool = &e.conn.io.pool;
+    let found = if e.conn.inbound {
+        e.req_parts.as_mut().and_then(|r| r.direct(session, 0, false, pool))
+    } else {
+        e.resp_parts.as_mut().and_then(|r| r.direct(session, 0, false, pool))
+    };
+    match found {
+        Some((buf, total)) if total - buf.len() >= DIRECT_MIN => {
+            e.direct = Some(Direct { session, left: 0, last: false });
+            true
+        }
+        _ => false,
+    }
+}
+
+/// One `readv` while `e.direct` is set: the rest of the current part goes straight into
+/// its message's buffer, and so do the following parts of the same message (up to
+/// `DIRECT_PARTS`), whose 7-byte headers land in a small array between them and are
+/// checked against what they must be. Whatever does not match (a stock peer interleaving
+/// other frames) and what follows the message is then handled as usual. Returns the bytes
+/// read and the room offered, or `None` on `WouldBlock`.
+fn read_direct(inner: &Arc<Inner>, e: &mut Entry, scratch: &mut [u8]) -> Result<Option<(usize, usize)>, String> {
+    let d = e.direct.take().expect("direct read without a direct part");
+    let session = d.session;
+    let inbound = e.conn.inbound;
+    let fd = e.conn.stream.as_raw_fd();
+    let found = if inbound { e.req_parts.as_mut().and_then(|r| r.buf(session)) } else { e.resp_parts.as_mut().and_then(|r| r.buf(session)) };
+    let Some((buf, total)) = found else { return Err(format!("multi-part session {session} vanished")) };
+    // The parts expected: (data bytes, last), the current one first.
+    let mut parts = [(0usize, false); DIRECT_PARTS + 1];
+    let mut expect = [[0u8; PART_HEADER]; DIRECT_PARTS];
+    parts[0] = (d.left, d.last);
+    let mut np = 1;
+    let mut pos = buf.len() + d.left;
+    if !d.last {
+        while pos < total && np <= DIRECT_PARTS {
+            let chunk = (total - pos).min(wire::MULTI_PART);
+            let last = pos + chunk == total;
+            expect[np - 1] = if inbound {
+                wire::request_part_header(session, chunk, last)
+            } else {
+                wire::response_part_header(session, chunk, last)
+            };
+            parts[np] = (chunk, last);
+            np += 1;
+            pos += chunk;
+        }
+    }
+    debug_assert!(pos <= total && total <= buf.capacity());
+    let completes = parts[np - 1].1;
+    let tail = match (completes, total >= DIRECT_BIG) {
+        (false, _) => 0,
+        (true, true) => DIRECT_TAIL.min(scratch.len()),
+        (true, false) => scratch.len(),
+    };
+    let mut hdrs = [[0u8; PART_HEADER]; DIRECT_PARTS];
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(2 * np + 1);
+    let base = buf.as_mut_ptr();
+    let mut off = buf.len();
+    for (i, &(len, _)) in parts[..np].iter().enumerate() {
+        if i > 0 {
+            iov.push(libc::iovec { iov_base: hdrs[i - 1].as_mut_ptr().cast(), iov_len: PART_HEADER });
+        }
+        if len == 0 {
+            continue; // at a frame boundary: the plan starts with the next part's header
+        }
+        // SAFETY: `off + len <= pos <= total <= buf.capacity()` (the plan above stops at the
+        // declared total and the buffer was taken with that capacity), so the pointer stays
+        // inside the buffer's allocation.
+        iov.push(libc::iovec { iov_base: unsafe { base.add(off) }.cast(), iov_len: len });
+        off += len;
+    }
+    if tail > 0 {
+        iov.push(libc::iovec { iov_base: scratch.as_mut_ptr().cast(), iov_len: tail });
+    }
+    let room: usize = iov.iter().map(|v| v.iov_len).sum();
+    let r = loop {
+        // SAFETY: every iovec describes memory we own and nobody else touches during the
+        // call: spare capacity of `buf` (in bounds, see above), the `hdrs` array, the front
+        // of `scratch`; the kernel writes at most `iov_len` bytes to each. `fd` is the
+        // link's open socket, kept alive by `e.conn`.
+        let r = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    drop(iov);
+    if r < 0 {
+        let err = io::Error::last_os_error();
+        e.direct = Some(d);
+        return match err.kind() {
+            io::ErrorKind::WouldBlock => Ok(None),
+            _ => Err(format!("read failed: {err}")),
+        };
+    }
+    if r == 0 {
+        return Err("peer closed the connection".into());
+    }
+    let n = r as usize;
+    LinkStats::add(&e.conn.stats.bytes_in, n as u64);
+    // Walk what arrived, in stream order.
+    let mut k = n;
+    let mut len = buf.len();
+    let mut off = len;
+    let mut leftover: Option<Vec<u8>> = None;
+    let mut complete = false;
+    for (i, &(plen, last)) in parts[..np].iter().enumerate() {
+        if k == 0 {
+            break;
+        }
+        let hm = if i > 0 { k.min(PART_HEADER) } else { 0 };
+        k -= hm;
+        let dm = k.min(plen);
+        k -= dm;
+        let matched = leftover.is_none() && (i == 0 || (hm == PART_HEADER && hdrs[i - 1] == expect[i - 1]));
+        if matched {
+            // SAFETY: the kernel wrote these `dm` bytes right after the buffer's current
+            // length (`off == len` while every part so far matched), within its capacity.
+            unsafe { buf.set_len(len + dm) };
+            len += dm;
+            if dm < plen {
+                e.direct = Some(Direct { session, left: plen - dm, last });
+                debug_assert_eq!(k, 0);
+                return Ok(Some((n, room)));
+            }
+            complete = last;
+        } else {
+            let lo = leftover.get_or_insert_with(Vec::new);
+            lo.extend_from_slice(&hdrs[i - 1][..hm]);
+            // SAFETY: the kernel wrote these `dm` bytes at `off` inside the buffer's
+            // capacity (the iovec above), so they are initialized; nothing else aliases them.
+            lo.extend_from_slice(unsafe { std::slice::from_raw_parts(base.add(off), dm) });
+        }
+        off += plen;
+    }
+    if complete {
+        if inbound {
+            if let Some((meta, payload)) = e.req_parts.as_mut().and_then(|r| r.take_full(session)) {
+                request_done(inner, &e.conn, session, meta, payload);
+            }
+        } else if let Some(((), payload)) = e.resp_parts.as_mut().and_then(|r| r.take_full(session)) {
+            complete_multi(&e.conn, session, payload);
+        }
+    }
+    match leftover {
+        Some(mut lo) => {
+            lo.extend_from_slice(&scratch[..k]);
+            process(inner, e, &lo)?;
+        }
+        None => process(inner, e, &scratch[..k])?,
+    }
+    Ok(Some((n, room)))
+}
+
 /// `Ok(true)`: connected; `Ok(false)`: still in progress.
 fn connect_status(conn: &Conn) -> Result<bool, String> {
     if let Ok(Some(err)) | Err(err) = conn.stream.take_error() {
@@ -465,7 +716,12 @@ fn connect_status(conn: &Conn) -> Result<bool, String> {
 fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, String> {
     let mut cut = wire::FrameCutter::new(data);
     for body in cut.by_ref() {
-        match wire::decode_request(body).map_err(|err| format!("bad request frame: {err}"))? {
+        let req = wire::decode_request(body).map_err(|err| format!("bad request frame: {err}"))?;
+        e.last_multi = match req {
+            Request::MultiHeader { session, .. } | Request::Part { session, last: false, .. } => Some(session),
+            _ => None,
+        };
+        match req {
             Request::Trace { tag } => e.trace = Some(tag.to_vec()),
             Request::Single { addr, session, payload } => {
                 let trace = e.trace.take();
@@ -480,15 +736,7 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
                 let r = e.req_parts.as_mut().expect("inbound");
                 match r.part(session, data, last, &inner.io.pool) {
                     Ok(None) => {}
-                    Ok(Some(((addr, push, trace), payload))) => {
-                        // As `Bytes` (no copy), so that the service may keep it
-                        // (Inbound::take_payload); if it did not, the buffer goes back to the pool.
-                        let payload = bytes::Bytes::from(payload);
-                        dispatch(inner, &e.conn, addr.as_addr(), session, &payload, trace.as_deref(), push, Some(&payload));
-                        if payload.is_unique() {
-                            inner.io.pool.put(Vec::from(payload));
-                        }
-                    }
+                    Ok(Some((meta, payload))) => request_done(inner, &e.conn, session, meta, payload),
                     Err(wire::ReassemblyError::SizeMismatch { .. }) => {
                         // Stock answers this one and keeps the link.
                         e.conn.respond_direct(session, Err(b"Invalid large req"));
@@ -499,6 +747,23 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
         }
     }
     Ok(cut.consumed())
+}
+
+/// A reassembled request.
+fn request_done(inner: &Arc<Inner>, conn: &Arc<Conn>, session: u32, meta: ReqMeta, payload: Vec<u8>) {
+    let (addr, push, trace) = meta;
+    // As `Bytes` (no copy), so that the service may keep it (Inbound::take_payload); if it
+    // did not, the buffer goes back to the pool.
+    let payload = bytes::Bytes::from(payload);
+    dispatch(inner, conn, addr.as_addr(), session, &payload, trace.as_deref(), push, Some(&payload));
+    if payload.is_unique() {
+        inner.io.pool.put(Vec::from(payload));
+    }
+}
+
+/// A reassembled answer.
+fn complete_multi(conn: &Conn, session: u32, payload: Vec<u8>) {
+    complete(conn, session, Ok(super::Reply::pooled(payload, conn.io.clone())));
 }
 
 /// One whole request: engine-level names first, then the host's service. `owned` is the
@@ -567,7 +832,12 @@ fn dispatch(
 fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, String> {
     let mut cut = wire::FrameCutter::new(data);
     for body in cut.by_ref() {
-        match wire::decode_response(body).map_err(|err| format!("bad response frame: {err}"))? {
+        let resp = wire::decode_response(body).map_err(|err| format!("bad response frame: {err}"))?;
+        e.last_multi = match resp {
+            Response::MultiBegin { session, .. } | Response::MultiPart { session, last: false, .. } => Some(session),
+            _ => None,
+        };
+        match resp {
             Response::Ok { session, payload } => complete(&e.conn, session, Ok(super::Reply::borrowed(payload))),
             Response::Error { session, msg } => {
                 complete(&e.conn, session, Err(super::CallError::Remote(msg.to_vec())))
@@ -580,7 +850,7 @@ fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, String> {
                 let r = e.resp_parts.as_mut().ok_or_else(|| format!("multi-part piece for unknown session {session}"))?;
                 let pool = &e.conn.io.pool;
                 if let Some(((), payload)) = r.part(session, data, last, pool).map_err(|err| err.to_string())? {
-                    complete(&e.conn, session, Ok(super::Reply::pooled(payload, e.conn.io.clone())));
+                    complete_multi(&e.conn, session, payload);
                 }
             }
         }

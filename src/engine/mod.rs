@@ -62,8 +62,12 @@
 //! multi-part message is not copied at all; `writev` takes its 32 KiB slices straight
 //! from the caller's buffer between the 7-byte part headers. Receiving: a single-frame
 //! payload is handed to the host borrowed from the I/O thread's read buffer (no copy); a
-//! multi-part one is copied once, from the read buffer into its reassembly buffer, which
-//! the host gets borrowed ([`Inbound::payload`]), shared ([`Inbound::take_payload`]: so an
+//! multi-part one is copied at most once, from the read buffer into its reassembly buffer:
+//! once a read has stopped inside a message (after a part has begun), the rest of it is
+//! read straight into that buffer with `readv`, the 7-byte part headers landing in a small
+//! array between the parts and checked (a frame that is not the expected part, e.g. a
+//! stock peer interleaving sessions, is handled as usual). The reassembled payload the
+//! host gets borrowed ([`Inbound::payload`]), shared ([`Inbound::take_payload`]: so an
 //! echo answers a 1 MiB request with no copy at all) or owned ([`Reply::into_vec`]).
 //!
 //! # Node map

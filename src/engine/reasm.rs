@@ -51,6 +51,40 @@ impl<M> Reasm<M> {
         Some(p)
     }
 
+    /// For a part of `len` bytes (`last`: the final one) that is read straight from the
+    /// socket into the message's buffer: the buffer (with at least `total` bytes of
+    /// capacity) and the declared total, or `None` when the part would be refused (the
+    /// normal path, [`Reasm::part`], then reports it when the frame is complete).
+    /// `len == 0` asks for the buffer between two parts: `None` before the first part, so
+    /// that a header alone still costs no payload memory.
+    pub fn direct(&mut self, session: u32, len: usize, last: bool, pool: &Pool) -> Option<(&mut Vec<u8>, usize)> {
+        let p = self.pending.get_mut(&session)?;
+        let got = p.data.len() + len;
+        if got > p.total || (last && got != p.total) || (!last && got == p.total) {
+            return None;
+        }
+        if p.data.capacity() == 0 {
+            if len == 0 {
+                return None;
+            }
+            p.data = pool.get(p.total);
+        }
+        Some((&mut p.data, p.total))
+    }
+
+    /// The buffer and declared total of a message being joined.
+    pub fn buf(&mut self, session: u32) -> Option<(&mut Vec<u8>, usize)> {
+        self.pending.get_mut(&session).map(|p| (&mut p.data, p.total))
+    }
+
+    /// Removes a message whose buffer holds its whole declared size.
+    pub fn take_full(&mut self, session: u32) -> Option<(M, Vec<u8>)> {
+        match self.pending.get(&session) {
+            Some(p) if p.data.len() == p.total => self.remove(session).map(|p| (p.meta, p.data)),
+            _ => None,
+        }
+    }
+
     /// Adds a part; the whole message after the last one. The first part takes a buffer of
     /// the declared size from the pool (so a header alone costs no payload memory).
     pub fn part(&mut self, session: u32, chunk: &[u8], last: bool, pool: &Pool) -> Result<Option<(M, Vec<u8>)>, ReassemblyError> {
