@@ -1,3 +1,13 @@
+/*
+ * skynet-cluster C API: call, serve and push on a skynet cluster from C and C++, without skynet
+ * or Lua. Link with -lskynet_cluster (pkg-config: skynet_cluster).
+ *
+ * Conventions (restated on every function): opaque handles, each with one create and one free
+ * function; fallible functions return skc_status (SKC_OK = 0) and skc_last_error() gives the
+ * calling thread's error text; buffers the library returns are freed with skc_free(); everything
+ * passed in is borrowed for the call only; every function is thread-safe.
+ */
+
 #ifndef SKYNET_CLUSTER_H
 #define SKYNET_CLUSTER_H
 
