@@ -42,8 +42,10 @@ const KEEP_SPARE: usize = 16 << 10;
 const CHUNK: usize = 16 << 10;
 /// Largest chunk sized for sharing (a bigger message gets a chunk of its own size).
 const MAX_CHUNK: usize = 1 << 20;
-/// Most slices handed to one `writev`.
-const MAX_IOV: usize = 64;
+/// Most slices handed to one `writev` (IOV_MAX is 1024): enough for a 1 MiB message sent
+/// from `Bytes` (two slices per 32 KiB part) to leave in one call (measured at 1 MiB conc 1:
+/// 2 -> 1 writev, ~2.4 -> ~1.1 wake-ups per call per side against 64 slices).
+const MAX_IOV: usize = 256;
 
 /// The answer to a call, handed to a callback: borrowed from the engine's read buffer for
 /// a single-frame answer, owned for a reassembled multi-part one. Copy it (or call
