@@ -95,10 +95,10 @@ pub enum Cmd {
 
 #[derive(Clone, Copy)]
 struct Ctx(*mut c_void);
-// SAFETY: a skynet_context pointer is used only for skynet_send / skynet_error /
-// skynet_queryname, which skynet makes safe from any thread (skynet's own socket and timer
-// threads call them); it stays valid until `skcluster_release`, which joins the engine's
-// I/O thread before returning.
+// A skynet_context pointer is used only for skynet_send / skynet_error / skynet_queryname,
+// which skynet makes safe from any thread (skynet's own socket and timer threads call them);
+// it stays valid until `skcluster_release`, which joins the engine's I/O thread first.
+// SAFETY: per the above, a Ctx may move to and be used from the engine's threads.
 unsafe impl Send for Ctx {}
 // SAFETY: see `Send`.
 unsafe impl Sync for Ctx {}
