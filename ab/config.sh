@@ -6,8 +6,7 @@
 ab_check_root() {
 	if [ -z "$SKYNET_ROOT" ] || [ ! -x "$SKYNET_ROOT/skynet" ] || [ ! -f "$SKYNET_ROOT/lualib/skynet.lua" ]; then
 		echo "SKYNET_ROOT must point at a built skynet tree (with ./skynet, lualib/, service/, cservice/)." >&2
-		echo "The project never fetches or builds skynet: clone github.com/cloudwu/skynet, run 'make linux'" >&2
-		echo "(without jemalloc: see its Makefile, MALLOC_STATICLIB= SKYNET_DEFINES=-DNOUSE_JEMALLOC)," >&2
+		echo "The project never fetches or builds skynet: point SKYNET_ROOT at a skynet tree you have built yourself (see skynet's own README)" >&2
 		echo "then: make ab SKYNET_ROOT=/path/to/skynet" >&2
 		exit 2
 	fi
