@@ -164,6 +164,6 @@ fn interleaved_responses_cut_anywhere_reassemble() {
     write_in_pieces(&mut s, &interleave(msgs));
     for _ in 0..sizes.len() {
         let (i, ok) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        assert_eq!(ok.unwrap(), true, "answer {i} ({} bytes) differs", sizes[i]);
+        assert!(ok.unwrap(), "answer {i} ({} bytes) differs", sizes[i]);
     }
 }

@@ -487,7 +487,7 @@ fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), String>
     let used = if e.conn.inbound { on_requests(inner, e, data)? } else { on_responses(e, data)? };
     let rest = &data[used..];
     e.partial.clear();
-    if !start_direct(e, rest) && !(rest.is_empty() && direct_at_boundary(e)) {
+    if !(start_direct(e, rest) || (rest.is_empty() && direct_at_boundary(e))) {
         e.partial.extend_from_slice(rest);
     }
     if e.partial.capacity() > 2 * wire::MAX_FRAME_BODY && e.partial.is_empty() {
