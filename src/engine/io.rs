@@ -13,7 +13,7 @@ use super::stats::LinkStats;
 use super::{pack, sockopt};
 use super::pool::Pool;
 use super::reasm::Reasm as Reassembler;
-use crate::wire::{self, Address, Request, Response};
+use crate::wire::{self, Address, Request, Response, OwnedAddress};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use once_cell::sync::OnceCell;
@@ -122,7 +122,7 @@ impl IoShared {
 }
 
 /// What a multi-part request's header said: address, push flag, the trace tag before it.
-type ReqMeta = (OwnedAddr, bool, Option<Vec<u8>>);
+type ReqMeta = (OwnedAddress, bool, Option<Vec<u8>>);
 
 /// A part whose body is being read straight into its message's reassembly buffer.
 struct Direct {
@@ -148,26 +148,6 @@ struct Entry {
     trace: Option<Vec<u8>>,
 }
 
-#[derive(Clone, Debug)]
-enum OwnedAddr {
-    Id(u32),
-    Name(Vec<u8>),
-}
-
-impl OwnedAddr {
-    fn of(a: Address<'_>) -> Self {
-        match a {
-            Address::Id(i) => OwnedAddr::Id(i),
-            Address::Name(n) => OwnedAddr::Name(n.to_vec()),
-        }
-    }
-    fn as_addr(&self) -> Address<'_> {
-        match self {
-            OwnedAddr::Id(i) => Address::Id(*i),
-            OwnedAddr::Name(n) => Address::Name(n),
-        }
-    }
-}
 
 pub(crate) struct IoLoop {
     poll: Poll,
@@ -730,7 +710,7 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
             Request::MultiHeader { addr, session, total, push } => {
                 let trace = e.trace.take();
                 let r = e.req_parts.as_mut().expect("inbound");
-                r.begin(session, total, (OwnedAddr::of(addr), push, trace)).map_err(|err| err.to_string())?;
+                r.begin(session, total, (OwnedAddress::of(addr), push, trace)).map_err(|err| err.to_string())?;
             }
             Request::Part { session, data, last } => {
                 let r = e.req_parts.as_mut().expect("inbound");

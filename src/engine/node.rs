@@ -7,7 +7,7 @@ use super::io::{Cmd, IoLoop, IoShared};
 use super::service::Service;
 use super::stats::{LinkStats, StatsSnapshot};
 use super::{pack, sockopt};
-use crate::wire::{self, Address, RequestKind, MAX_NAME_LEN, MAX_SESSION};
+use crate::wire::{self, Address, RequestKind, MAX_NAME_LEN, MAX_SESSION, OwnedAddress};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll};
@@ -639,7 +639,7 @@ impl Handle {
         let deferred = self.defer_if_absent(node, deadline, || {
             let cb = cb.take().expect("once");
             let (node, addr, payload, trace) =
-                (node.to_string(), OwnedAddr::of(addr), payload.to_bytes(), opts.trace.map(|t| t.to_vec()));
+                (node.to_string(), OwnedAddress::of(addr), payload.to_bytes(), opts.trace.map(|t| t.to_vec()));
             Box::new(move |h: &Handle, err: Option<CallError>| {
                 if let Some(e) = err {
                     return cb(Err(e));
@@ -688,7 +688,7 @@ impl Handle {
     fn push_payload(&self, node: &str, addr: Address<'_>, payload: Payload<'_>) -> Result<(), CallError> {
         check_addr(addr)?;
         let deferred = self.defer_if_absent(node, None, || {
-            let (node, addr, payload) = (node.to_string(), OwnedAddr::of(addr), payload.to_bytes());
+            let (node, addr, payload) = (node.to_string(), OwnedAddress::of(addr), payload.to_bytes());
             Box::new(move |h: &Handle, err: Option<CallError>| {
                 if err.is_none() {
                     let _ = h.push_bytes(&node, addr.as_addr(), payload);
@@ -773,26 +773,6 @@ impl Payload<'_> {
     }
 }
 
-/// An address that outlives the caller's borrow.
-enum OwnedAddr {
-    Id(u32),
-    Name(Vec<u8>),
-}
-
-impl OwnedAddr {
-    fn of(a: Address<'_>) -> Self {
-        match a {
-            Address::Id(i) => OwnedAddr::Id(i),
-            Address::Name(n) => OwnedAddr::Name(n.to_vec()),
-        }
-    }
-    fn as_addr(&self) -> Address<'_> {
-        match self {
-            OwnedAddr::Id(i) => Address::Id(*i),
-            OwnedAddr::Name(n) => Address::Name(n),
-        }
-    }
-}
 
 fn check_addr(addr: Address<'_>) -> Result<(), CallError> {
     if let Address::Name(n) = addr {

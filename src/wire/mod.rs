@@ -70,6 +70,32 @@ pub enum Address<'a> {
     Name(&'a [u8]),
 }
 
+/// An [`Address`] that owns its name, for keeping past the borrow it came from (a
+/// multi-part header waiting for its parts, a call waiting for its link).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OwnedAddress {
+    Id(u32),
+    Name(Vec<u8>),
+}
+
+impl OwnedAddress {
+    /// Copies the name, if any.
+    pub fn of(a: Address<'_>) -> Self {
+        match a {
+            Address::Id(i) => OwnedAddress::Id(i),
+            Address::Name(n) => OwnedAddress::Name(n.to_vec()),
+        }
+    }
+
+    /// Borrows it back as an [`Address`].
+    pub fn as_addr(&self) -> Address<'_> {
+        match self {
+            OwnedAddress::Id(i) => Address::Id(*i),
+            OwnedAddress::Name(n) => Address::Name(n),
+        }
+    }
+}
+
 /// The session that follows `session` on a link: sessions run 1..=0x7fffffff, then wrap to 1.
 #[inline]
 pub fn next_session(session: u32) -> u32 {
