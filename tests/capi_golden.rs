@@ -23,8 +23,8 @@ use skynet_cluster::capi::*;
 use skynet_cluster::wire;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_void, CString};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::ptr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -136,20 +136,7 @@ fn stock_client_against_capi_server() {
         must(skc_listen(node, c"127.0.0.1:0".as_ptr(), &mut port), "skc_listen");
         must(skc_register(node, c"echo".as_ptr(), ECHO_ADDR), "skc_register");
         must(skc_serve(node, Some(echo_handler), &*st as *const ServerState as *mut c_void), "skc_serve");
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        for f in &t.c2s {
-            s.write_all(f).unwrap();
-        }
-        let got: Vec<Vec<u8>> = (0..t.s2c.len()).map(|_| read_frame(&mut s)).collect();
-        let got = by_session(&got);
-        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{}: sessions", t.name);
-        for (session, frames) in &want {
-            assert!(got[session] == *frames, "{}: response frames of session {session} differ", t.name);
-        }
-        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
-        let mut b = [0u8; 1];
-        assert!(s.read(&mut b).is_err(), "{}: extra bytes", t.name);
+        check_stock_client_against(&t, ("127.0.0.1", port));
         must(skc_node_destroy(node), "skc_node_destroy");
         drop(st);
     }

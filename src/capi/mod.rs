@@ -19,7 +19,7 @@
 #![allow(non_camel_case_types)]
 // These are C entry points: the validity of the data pointers they take is the C caller's
 // contract, documented on each function (handles are registry tokens and never dereferenced).
-// Marking them `unsafe fn` would change nothing for C and only hide that contract from Rust.
+// Declaring them unsafe would change nothing for C and only hide that contract from Rust.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod error;

@@ -602,10 +602,10 @@ fn read_direct(inner: &Arc<Inner>, e: &mut Entry, scratch: &mut [u8]) -> Result<
     }
     let room: usize = iov.iter().map(|v| v.iov_len).sum();
     let r = loop {
-        // SAFETY: every iovec describes memory we own and nobody else touches during the
-        // call: spare capacity of `buf` (in bounds, see above), the `hdrs` array, the front
-        // of `scratch`; the kernel writes at most `iov_len` bytes to each. `fd` is the
-        // link's open socket, kept alive by `e.conn`.
+        // Every iovec describes memory we own and nobody else touches during the call:
+        // spare capacity of `buf` (in bounds, see above), the `hdrs` array, the front of
+        // `scratch`; the kernel writes at most `iov_len` bytes to each.
+        // SAFETY: as above; `fd` is the link's open socket, kept alive by `e.conn`.
         let r = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
         if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;

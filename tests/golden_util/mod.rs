@@ -6,8 +6,9 @@
 use serde_json::Value as J;
 use skynet_cluster::wire;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
 use std::path::{Path, PathBuf};
 
 /// The golden directory: `$SKC_GOLDEN`, else `../shared/golden` beside the crate.
@@ -147,4 +148,26 @@ pub fn read_frame(s: &mut TcpStream) -> Vec<u8> {
     f[..2].copy_from_slice(&h);
     s.read_exact(&mut f[2..]).unwrap();
     f
+}
+
+/// Plays the recorded client frames of `t` (interleavings included) into the server at `addr`
+/// and checks its answers against the recorded server frames, per session and byte for byte
+/// (stock answers in completion order, so the order across sessions is not compared), and that
+/// nothing more arrives.
+pub fn check_stock_client_against(t: &Transcript, addr: impl ToSocketAddrs) {
+    let want = by_session(&t.s2c);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for f in &t.c2s {
+        s.write_all(f).unwrap();
+    }
+    let got: Vec<Vec<u8>> = (0..t.s2c.len()).map(|_| read_frame(&mut s)).collect();
+    let got = by_session(&got);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{}: sessions", t.name);
+    for (session, frames) in &want {
+        assert!(got[session] == *frames, "{}: response frames of session {session} differ", t.name);
+    }
+    s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut b = [0u8; 1];
+    assert!(s.read(&mut b).is_err(), "{}: extra bytes", t.name);
 }
