@@ -23,11 +23,8 @@ use skynet_cluster::capi::*;
 use skynet_cluster::wire;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{c_void, CString};
-use std::io::Write;
-use std::net::TcpListener;
 use std::ptr;
 use std::sync::Mutex;
-use std::time::Duration;
 
 const ECHO_ADDR: u32 = 10;
 const RAISE_TEXT: &str = "./skynet/lualib/skynet.lua:720: call failed";
@@ -287,46 +284,10 @@ fn capi_client_against_stock_server() {
         let node_name = t.header["node"].as_str().unwrap().to_string();
         let recorded = messages(&t.c2s);
         let answers = by_session(&t.s2c);
-        let (mut nodename, mut tag) = (None, None);
-        for m in &recorded {
-            if let wire::Request::Trace { tag: full } = wire::decode_request(body(&m.frames[0])).unwrap() {
-                let full = String::from_utf8(full.to_vec()).unwrap();
-                let close = full.find(')').unwrap();
-                let inner = &full[1..close];
-                let cut = inner.find(&format!("-{node_name}-")).unwrap();
-                nodename = Some(inner[..cut].to_string());
-                tag = Some(full[close + 1..].to_string());
-            }
-        }
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
+        let (nodename, tag) = recorded_trace(&recorded, &node_name);
+        let tag = tag.map(|t| String::from_utf8(t).unwrap());
         let want_frames: usize = recorded.iter().map(|m| m.frames.len()).sum();
-        let answers2 = answers.clone();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            let mut frames = Vec::new();
-            let mut open = std::collections::HashSet::new();
-            while frames.len() < want_frames {
-                let f = read_frame(&mut s);
-                let done = match wire::decode_request(body(&f)).unwrap() {
-                    wire::Request::Single { session, .. } => Some(session),
-                    wire::Request::MultiHeader { session, .. } => {
-                        open.insert(session);
-                        None
-                    }
-                    wire::Request::Part { session, last: true, .. } => open.remove(&session).then_some(session),
-                    _ => None,
-                };
-                frames.push(f);
-                if let Some(session) = done {
-                    for a in answers2.get(&session).into_iter().flatten() {
-                        s.write_all(a).unwrap();
-                    }
-                }
-            }
-            frames
-        });
+        let (addr, server) = fake_stock_server(&t, want_frames);
 
         let nn = nodename.map(|n| CString::new(n).unwrap());
         let mut node = ptr::null_mut();

@@ -27,8 +27,6 @@ use serde_json::Value as J;
 use skynet_cluster::engine::{minipack, Address, CallError, CallOpts, Config, FnService, Inbound, Node, Responder};
 use skynet_cluster::wire;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::net::TcpListener;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -112,49 +110,9 @@ fn our_client_against_stock_server() {
         let node_name = t.header["node"].as_str().unwrap().to_string();
         let recorded = messages(&t.c2s);
         let answers = by_session(&t.s2c);
-        // The nodename and original tag inside a recorded trace frame, if any.
-        let mut nodename = None;
-        let mut tag = None;
-        for m in &recorded {
-            if let wire::Request::Trace { tag: full } = wire::decode_request(body(&m.frames[0])).unwrap() {
-                let full = String::from_utf8(full.to_vec()).unwrap();
-                let close = full.find(')').unwrap();
-                let inner = &full[1..close];
-                let cut = inner.find(&format!("-{node_name}-")).unwrap();
-                nodename = Some(inner[..cut].to_string());
-                tag = Some(full.as_bytes()[close + 1..].to_vec());
-            }
-        }
-        // Fake stock server.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
+        let (nodename, tag) = recorded_trace(&recorded, &node_name);
         let want_frames: usize = recorded.iter().map(|m| m.frames.len()).sum();
-        let answers2 = answers.clone();
-        let server = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            let mut frames = Vec::new();
-            let mut open: HashMap<u32, ()> = HashMap::new();
-            while frames.len() < want_frames {
-                let f = read_frame(&mut s);
-                let done = match wire::decode_request(body(&f)).unwrap() {
-                    wire::Request::Single { session, .. } => Some(session),
-                    wire::Request::MultiHeader { session, .. } => {
-                        open.insert(session, ());
-                        None
-                    }
-                    wire::Request::Part { session, last: true, .. } => open.remove(&session).map(|_| session),
-                    _ => None,
-                };
-                frames.push(f);
-                if let Some(session) = done {
-                    for a in answers2.get(&session).into_iter().flatten() {
-                        s.write_all(a).unwrap();
-                    }
-                }
-            }
-            frames
-        });
+        let (addr, server) = fake_stock_server(&t, want_frames);
         let cfg = Config { nodename: nodename.clone(), ..Config::default() };
         let node = Node::new(cfg).unwrap();
         node.reload(&[(&node_name, Some(&addr))]);

@@ -33,6 +33,17 @@ fn trace() -> Option<Vec<u8>> {
     TRACE.with(|t| t.borrow().clone())
 }
 
+/// The peer, address and payload every call and push takes, checked in that order.
+fn request_args<'a>(
+    peer: *const c_char,
+    name: *const c_char,
+    id: u32,
+    data: *const u8,
+    len: usize,
+) -> Res<(&'a str, Address<'a>, &'a [u8])> {
+    Ok((cstr(peer, "peer")?, address(name, id)?, slice(data, len, "data")?))
+}
+
 pub(crate) fn address<'a>(name: *const c_char, id: u32) -> Res<Address<'a>> {
     if name.is_null() {
         return Ok(Address::Id(id));
@@ -99,9 +110,7 @@ pub extern "C" fn skc_call(
     }
     guard(|| {
         let n = get(node)?;
-        let peer = cstr(peer, "peer")?;
-        let a = address(name, id)?;
-        let payload = slice(data, len, "data")?;
+        let (peer, a, payload) = request_args(peer, name, id, data, len)?;
         if resp.is_null() || resp_len.is_null() {
             return Err(Error::null("resp or resp_len"));
         }
@@ -144,9 +153,7 @@ pub extern "C" fn skc_call_async(
 ) -> skc_status {
     guard(|| {
         let n = get(node)?;
-        let peer = cstr(peer, "peer")?;
-        let a = address(name, id)?;
-        let payload = slice(data, len, "data")?;
+        let (peer, a, payload) = request_args(peer, name, id, data, len)?;
         let Some(cb) = cb else { return Err(Error::null("cb")) };
         let ud = ud as usize;
         let token = n.token;
@@ -194,9 +201,7 @@ pub extern "C" fn skc_call_queued(
     guard(|| {
         let n = get(node)?;
         let q = queue::get(q)?;
-        let peer = cstr(peer, "peer")?;
-        let a = address(name, id)?;
-        let payload = slice(data, len, "data")?;
+        let (peer, a, payload) = request_args(peer, name, id, data, len)?;
         let tr = trace();
         n.handle.call_with(peer, a, payload, CallOpts { timeout: timeout(timeout_ms), trace: tr.as_deref() }, move |r| {
             let d = match r {
@@ -229,9 +234,7 @@ pub extern "C" fn skc_push(
 ) -> skc_status {
     guard(|| {
         let n = get(node)?;
-        let peer = cstr(peer, "peer")?;
-        let a = address(name, id)?;
-        let payload = slice(data, len, "data")?;
+        let (peer, a, payload) = request_args(peer, name, id, data, len)?;
         n.handle.push(peer, a, payload)?;
         Ok(())
     })

@@ -23,7 +23,7 @@ use super::pool::Pool;
 use super::stats::LinkStats;
 use mio::net::TcpStream;
 use mio::Token;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use bytes::Bytes;
@@ -522,15 +522,35 @@ impl Conn {
             }
         };
         st.flushing = false;
-        let resume = st.paused && self.below_resume(&st);
-        if resume {
-            st.paused = false;
-        }
+        let resume = self.take_resume(&mut st);
         drop(st);
         if resume {
             self.io.send(Cmd::Resume(self.token));
         }
         result
+    }
+
+    /// Inbound: clears `paused` when reading may resume; true when the I/O thread must be told.
+    fn take_resume(&self, st: &mut ConnState) -> bool {
+        let resume = st.paused && self.below_resume(st);
+        if resume {
+            st.paused = false;
+        }
+        resume
+    }
+
+    /// The end of queuing an answer: resume reading if the queue drained enough, and write
+    /// now when this thread is the one to write.
+    fn answer_queued(self: &Arc<Self>, mut st: MutexGuard<'_, ConnState>) {
+        let resume = self.take_resume(&mut st);
+        let now = self.after_append(&mut st, false);
+        drop(st);
+        if resume {
+            self.io.send(Cmd::Resume(self.token));
+        }
+        if now {
+            self.flush_or_report();
+        }
     }
 
     /// Inbound: true when reading may resume (queue and in-service count at half their limits).
@@ -586,18 +606,7 @@ impl Conn {
         if st.append(pool, frame_room(len, 0), |b| crate::wire::encode_response(b, session, r)).is_err() {
             let _ = st.append(pool, 64, |b| crate::wire::encode_response(b, session, Err(b"response too large")));
         }
-        let resume = st.paused && self.below_resume(&st);
-        if resume {
-            st.paused = false;
-        }
-        let now = self.after_append(&mut st, false);
-        drop(st);
-        if resume {
-            self.io.send(Cmd::Resume(self.token));
-        }
-        if now {
-            self.flush_or_report();
-        }
+        self.answer_queued(st);
     }
 
     /// Queues a response whose payload is written from `payload` itself when it goes
@@ -620,18 +629,7 @@ impl Conn {
             &payload,
             |n, last| crate::wire::response_part_header(session, n, last),
         );
-        let resume = st.paused && self.below_resume(&st);
-        if resume {
-            st.paused = false;
-        }
-        let now = self.after_append(&mut st, false);
-        drop(st);
-        if resume {
-            self.io.send(Cmd::Resume(self.token));
-        }
-        if now {
-            self.flush_or_report();
-        }
+        self.answer_queued(st);
     }
 
     /// Answers a request without counting it as in service (engine-answered: name

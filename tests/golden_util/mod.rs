@@ -5,9 +5,10 @@
 
 use serde_json::Value as J;
 use skynet_cluster::wire;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::thread::JoinHandle;
 use std::time::Duration;
 use std::path::{Path, PathBuf};
 
@@ -170,4 +171,56 @@ pub fn check_stock_client_against(t: &Transcript, addr: impl ToSocketAddrs) {
     s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
     let mut b = [0u8; 1];
     assert!(s.read(&mut b).is_err(), "{}: extra bytes", t.name);
+}
+
+/// The nodename and the original tag inside the recorded trace frame of `msgs` (stock writes
+/// `(<nodename>-<node>-<session>)<tag>`), if one was recorded.
+pub fn recorded_trace(msgs: &[Msg], node: &str) -> (Option<String>, Option<Vec<u8>>) {
+    let (mut nodename, mut tag) = (None, None);
+    for m in msgs {
+        if let wire::Request::Trace { tag: full } = wire::decode_request(body(&m.frames[0])).unwrap() {
+            let full = String::from_utf8(full.to_vec()).unwrap();
+            let close = full.find(')').unwrap();
+            let inner = &full[1..close];
+            let cut = inner.find(&format!("-{node}-")).unwrap();
+            nodename = Some(inner[..cut].to_string());
+            tag = Some(full.as_bytes()[close + 1..].to_vec());
+        }
+    }
+    (nodename, tag)
+}
+
+/// A fake stock server on a free loopback port: it answers each request (single, or multi-part
+/// once its last part is in) with the recorded server frames of its session, until
+/// `want_frames` frames have arrived. Returns its address and the frames it received.
+pub fn fake_stock_server(t: &Transcript, want_frames: usize) -> (String, JoinHandle<Vec<Vec<u8>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let answers = by_session(&t.s2c);
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut frames = Vec::new();
+        let mut open = HashSet::new();
+        while frames.len() < want_frames {
+            let f = read_frame(&mut s);
+            let done = match wire::decode_request(body(&f)).unwrap() {
+                wire::Request::Single { session, .. } => Some(session),
+                wire::Request::MultiHeader { session, .. } => {
+                    open.insert(session);
+                    None
+                }
+                wire::Request::Part { session, last: true, .. } => open.remove(&session).then_some(session),
+                _ => None,
+            };
+            frames.push(f);
+            if let Some(session) = done {
+                for a in answers.get(&session).into_iter().flatten() {
+                    s.write_all(a).unwrap();
+                }
+            }
+        }
+        frames
+    });
+    (addr, server)
 }
