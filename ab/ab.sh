@@ -3,7 +3,8 @@
 # engine (same skynet, same thread count and profile setting), one side-by-side table and
 # a PNG chart. Usage: ab/ab.sh LIB_SO OUT_DIR   (env: SKYNET_ROOT, AB_QUICK=1 for a short
 # matrix, AB_DURATION seconds per row, AB_THREADS worker threads per node, AB_PROFILE,
-# AB_VENV a venv with matplotlib).
+# AB_VENV a venv with matplotlib, AB_INLINE=false to turn the native service's inline
+# dispatch off).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/config.sh"

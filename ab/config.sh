@@ -35,6 +35,8 @@ ab_config() {
 		fi
 		echo "lua_cpath = root .. \"luaclib/?.so\""
 		echo "profile = ${AB_PROFILE:-true}"
+		# AB_INLINE=false: the native service leaves every message to skynet's workers.
+		[ -n "$AB_INLINE" ] && echo "skcluster_inline = \"$AB_INLINE\""
 		for l in "$@"; do echo "$l"; done
 	} > "$file"
 }

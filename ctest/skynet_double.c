@@ -18,7 +18,15 @@
  *                     message freed afterwards, as skynet does.
  *   skynet_error      prints "log <text>".
  *   skynet_queryname  ".name" from the names given on stdin, ":hex" parsed, else 0.
- *   skynet_command    only "REG" with no name: the context's handle as ":%08x".
+ *   skynet_command    "REG" with no name: the context's handle as ":%08x"; "GETENV":
+ *                     this process's environment variable of that name.
+ *   skynet_context_message_dispatch, skynet_globalmq_push, skynet_monitor_new/_delete:
+ *                     the service's inline dispatch. The double has one message queue
+ *                     (skynet has one per service plus a global queue of queues):
+ *                     dispatching runs its next message on the calling thread (the
+ *                     engine's I/O thread) and answers non-NULL while more are queued.
+ *                     One lock keeps messages one at a time and in order across that
+ *                     thread and main(), as skynet runs one service on one thread at a time.
  * Not defined: skynet_socket_bind / skynet_socket_close (the service then runs without
  * its worker wake-up channel, which only matters inside skynet), skynet_free (the
  * service falls back to free, which is what skynet_free is without jemalloc).
@@ -27,15 +35,17 @@
  *   echo services     a handle made an echo service answers a PTYPE_LUA call whose first
  *                     packed value is the string "echo" with the rest of the message
  *                     (= skynet.pack of the remaining arguments, what stock's echo
- *                     returns), any other command with PTYPE_ERROR (what a Lua service
+ *                     returns; "slow" does the same after 20 ms, a handler that takes
+ *                     long), any other command with PTYPE_ERROR (what a Lua service
  *                     that raises sends), and prints pushes ("push <dest> <hex>") and
  *                     trace tags ("trace <dest> <hex>").
  *   callers           handles that exist and print what they receive
  *                     ("deliver <source> <dest> <type> <session> <hex>").
  *
  * stdin, one command a line (handles in hex):
- *   caller H | echo H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | quit
- * stdout: "ready <service handle>", then deliver/push/trace/log/sync lines, and
+ *   caller H | echo H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | stats | quit
+ * stdout: "ready <service handle>", then deliver/push/trace/log/sync lines ("stats
+ * inline=N": messages run by inline dispatch so far), and
  * "released" after quit (the service is released with skcluster_release).
  */
 #include <dlfcn.h>
@@ -45,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PTYPE_RESPONSE 1
 #define PTYPE_ERROR 7
@@ -78,6 +89,9 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct msg *head, *tail;
+/* Held while a message runs, by main() or by inline dispatch: one at a time, in order. */
+static pthread_mutex_t dispatch_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long dispatched_inline;
 
 #define MAXH 64
 static uint32_t echos[MAXH], callers[MAXH];
@@ -181,6 +195,7 @@ const char *skynet_command(struct skynet_context *ctx, const char *cmd, const ch
 		snprintf(buf, sizeof(buf), ":%08x", ctx->handle);
 		return buf;
 	}
+	if (strcmp(cmd, "GETENV") == 0 && parm) return getenv(parm);
 	return NULL;
 }
 
@@ -215,12 +230,72 @@ static void echo_dispatch(struct msg *m) {
 	}
 	const unsigned char *cmd;
 	size_t len, used;
-	if (packed_string(m->data, m->sz, &cmd, &len, &used) && len == 4 && memcmp(cmd, "echo", 4) == 0) {
+	int ok = packed_string(m->data, m->sz, &cmd, &len, &used) && len == 4;
+	if (ok && memcmp(cmd, "slow", 4) == 0) {
+		usleep(20000);
+		skynet_send(&self, 0, m->source, PTYPE_RESPONSE, m->session, (char *)m->data + used, m->sz - used);
+	} else if (ok && memcmp(cmd, "echo", 4) == 0) {
 		skynet_send(&self, 0, m->source, PTYPE_RESPONSE, m->session, (char *)m->data + used, m->sz - used);
 	} else {
 		skynet_send(&self, 0, m->source, PTYPE_ERROR, m->session, NULL, 0);
 	}
 }
+
+static void *inst;
+static void (*release)(void *);
+static int released;
+
+/* Runs one ordinary message (not quit/sync); frees it. Called with dispatch_mu held. */
+static void run_message(struct msg *m) {
+	if (m->dest == SERVICE.handle) {
+		if (released || !SERVICE.cb || SERVICE.cb(&SERVICE, SERVICE.ud, m->type, m->session, m->source, m->data, m->sz) == 0)
+			free(m->data);
+		m->data = NULL;
+	} else if (in_set(echos, n_echo, m->dest)) {
+		echo_dispatch(m);
+	} else {
+		char prefix[96];
+		snprintf(prefix, sizeof(prefix), "deliver %x %x %d %d ", m->source, m->dest, m->type, m->session);
+		out_hex(prefix, m->data, m->sz);
+	}
+	free(m->data);
+	free(m);
+}
+
+/* The next message when it is an ordinary one (quit and sync stay for main()). */
+static struct msg *pop_ordinary(void) {
+	pthread_mutex_lock(&mu);
+	struct msg *m = head;
+	if (m && m->type >= 0) {
+		head = m->next;
+		if (!head) tail = NULL;
+	} else {
+		m = NULL;
+	}
+	pthread_mutex_unlock(&mu);
+	return m;
+}
+
+static int the_queue; /* what dispatch answers while messages are queued */
+
+void *skynet_context_message_dispatch(void *sm, void *q, int weight) {
+	(void)sm; (void)q; (void)weight;
+	pthread_mutex_lock(&dispatch_mu);
+	struct msg *m = pop_ordinary();
+	if (m) {
+		dispatched_inline++;
+		run_message(m);
+	}
+	pthread_mutex_unlock(&dispatch_mu);
+	pthread_mutex_lock(&mu);
+	int more = head && head->type >= 0;
+	pthread_mutex_unlock(&mu);
+	return m && more ? &the_queue : NULL;
+}
+
+void skynet_globalmq_push(void *q) { (void)q; /* the double's one queue is always queued */ }
+void *skynet_monitor_new(void) { return calloc(1, 64); }
+void skynet_monitor_delete(void *m) { free(m); }
 
 static int nibble(char c) {
 	if (c >= '0' && c <= '9') return c - '0';
@@ -268,6 +343,14 @@ static void *reader(void *arg) {
 			enqueue(a, b, type, session, data, sz);
 		} else if (sscanf(line, "sync %d", &session) == 1) {
 			enqueue(0, 0, SPECIAL_SYNC, session, NULL, 0);
+		} else if (strcmp(line, "stats") == 0) {
+			pthread_mutex_lock(&dispatch_mu);
+			unsigned long n = dispatched_inline;
+			pthread_mutex_unlock(&dispatch_mu);
+			pthread_mutex_lock(&out_mu);
+			printf("stats inline=%lu\n", n);
+			fflush(stdout);
+			pthread_mutex_unlock(&out_mu);
 		} else if (strcmp(line, "quit") == 0) {
 			break;
 		} else {
@@ -285,47 +368,48 @@ int main(int argc, char **argv) {
 	if (!lib) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
 	void *(*create)(void) = (void *(*)(void))dlsym(lib, "skcluster_create");
 	int (*init)(void *, struct skynet_context *, const char *) = (int (*)(void *, struct skynet_context *, const char *))dlsym(lib, "skcluster_init");
-	void (*release)(void *) = (void (*)(void *))dlsym(lib, "skcluster_release");
+	release = (void (*)(void *))dlsym(lib, "skcluster_release");
 	if (!create || !init || !release) { fprintf(stderr, "missing skcluster_* symbols\n"); return 2; }
-	void *inst = create();
+	inst = create();
 	if (!inst || init(inst, &SERVICE, "") != 0) { fprintf(stderr, "skcluster_init failed\n"); return 1; }
 	printf("ready %x\n", SERVICE.handle);
 	fflush(stdout);
 	pthread_t t;
 	pthread_create(&t, NULL, reader, NULL);
-	int released = 0;
 	for (;;) {
 		pthread_mutex_lock(&mu);
 		while (!head) pthread_cond_wait(&cv, &mu);
-		struct msg *m = head;
-		head = m->next;
-		if (!head) tail = NULL;
 		pthread_mutex_unlock(&mu);
-		if (m->type == SPECIAL_QUIT) {
+		/* Pop under dispatch_mu: inline dispatch may take messages meanwhile, and a
+		 * sync or quit popped here comes after every earlier message has finished. */
+		pthread_mutex_lock(&dispatch_mu);
+		pthread_mutex_lock(&mu);
+		struct msg *m = head;
+		if (m) {
+			head = m->next;
+			if (!head) tail = NULL;
+		}
+		pthread_mutex_unlock(&mu);
+		if (m && m->type >= 0) {
+			run_message(m);
+			m = NULL;
+		}
+		int quit = m && m->type == SPECIAL_QUIT, was_released = released;
+		if (quit) released = 1; /* as in skynet: a released service gets no more messages */
+		pthread_mutex_unlock(&dispatch_mu);
+		if (!m) continue;
+		if (quit) {
 			free(m);
-			if (released) break;
+			if (was_released) break;
 			release(inst); /* pending calls fail: their errors are queued, then we stop */
-			released = 1;
 			enqueue(0, 0, SPECIAL_QUIT, 0, NULL, 0);
 			continue;
 		}
-		if (m->type == SPECIAL_SYNC) {
-			pthread_mutex_lock(&out_mu);
-			printf("sync %d\n", m->session);
-			fflush(stdout);
-			pthread_mutex_unlock(&out_mu);
-		} else if (m->dest == SERVICE.handle) {
-			if (released || !SERVICE.cb || SERVICE.cb(&SERVICE, SERVICE.ud, m->type, m->session, m->source, m->data, m->sz) == 0)
-				free(m->data);
-			m->data = NULL;
-		} else if (in_set(echos, n_echo, m->dest)) {
-			echo_dispatch(m);
-		} else {
-			char prefix[96];
-			snprintf(prefix, sizeof(prefix), "deliver %x %x %d %d ", m->source, m->dest, m->type, m->session);
-			out_hex(prefix, m->data, m->sz);
-		}
-		free(m->data);
+		/* SPECIAL_SYNC */
+		pthread_mutex_lock(&out_mu);
+		printf("sync %d\n", m->session);
+		fflush(stdout);
+		pthread_mutex_unlock(&out_mu);
 		free(m);
 	}
 	printf("released\n");

@@ -64,13 +64,18 @@ struct Delivered {
 
 impl Double {
     fn start() -> Option<Double> {
+        Double::start_env(&[])
+    }
+
+    /// Starts the double with extra environment variables (what skynet's GETENV answers).
+    fn start_env(env: &[(&str, &str)]) -> Option<Double> {
         let (Some(bin), Some(lib)) = (std::env::var_os("SKC_DOUBLE"), std::env::var_os("SKC_LIB")) else {
             // Written past libtest's capture so the skip is visible in every run; `make test`
             // runs these tests for real through `make test-skynet`, which builds the double.
             let _ = writeln!(std::io::stderr(), "SKIPPED skynet_double: SKC_DOUBLE / SKC_LIB not set (run `make test-skynet`)");
             return None;
         };
-        let mut child = Command::new(bin).arg(lib).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start the double");
+        let mut child = Command::new(bin).arg(lib).envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start the double");
         let stdin = child.stdin.take().unwrap();
         let out = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -423,6 +428,75 @@ fn bursts_of_calls_and_pushes() {
         assert_eq!(answers[&(100 + i)], pack(&[arg]), "answer to call {i}");
         assert_eq!(pushes[i as usize], pack(&[s("push"), Value::Integer(i as i64)]), "push {i} in order");
     }
+    d.quit();
+}
+
+impl Double {
+    /// A node `self` at the service's own listener: calls to it go out over TCP and come
+    /// back in through the engine, as between two nodes.
+    fn serve_self(&mut self) {
+        let port = self.serve();
+        let kv = vec![(s("self"), s(&format!("127.0.0.1:{port}")))];
+        assert_eq!(self.call(1, &pack(&[Value::Integer(1), Value::Table(Table::from_pairs(kv))])).ty, 1);
+    }
+
+    /// Messages run by the service's inline dispatch so far.
+    fn inline_count(&mut self) -> u64 {
+        self.cmd("stats");
+        self.expect("stats inline=").parse().unwrap()
+    }
+}
+
+/// Inside skynet the engine's I/O thread runs the messages it has just delivered (the
+/// target's request, then the service's answer; the caller's answer): no wake-up of a
+/// worker through skynet's socket thread. `skcluster_inline = false` in the skynet
+/// config turns that off; the answers are the same either way.
+#[test]
+fn inline_dispatch_and_its_switch() {
+    for (env, on) in [(&[][..], true), (&[("skcluster_inline", "false")][..], false)] {
+        let Some(mut d) = Double::start_env(env) else { return };
+        d.serve_self();
+        let before = d.inline_count();
+        for i in 0..20 {
+            let a = d.call(100 + i, &pack(&[s("self"), s("@echo"), s("echo"), Value::Integer(i as i64)]));
+            assert_eq!((a.ty, a.data), (1, pack(&[Value::Integer(i as i64)])), "call {i}, inline {on}");
+        }
+        let ran = d.inline_count() - before;
+        if on {
+            // 20 requests to echo, 20 answers to the service, 20 answers to the caller
+            assert!(ran >= 40, "only {ran} messages ran inline");
+        } else {
+            assert_eq!(ran, 0, "inline dispatch ran with skcluster_inline=false");
+        }
+        d.quit();
+    }
+}
+
+/// A handler that runs long on the I/O thread pauses inline dispatch (and says so), so a
+/// slow service cannot hold up the node's cluster traffic again and again; its answer
+/// and the calls after it still arrive, run by skynet's own workers (main() here).
+#[test]
+fn slow_handler_pauses_inline_dispatch() {
+    let Some(mut d) = Double::start() else { return };
+    d.serve_self();
+    d.send(10, 50, &pack(&[s("self"), s("@echo"), s("slow"), s("zzz")]));
+    let (mut answer, mut logged) = (None, false);
+    while answer.is_none() || !logged {
+        let l = d.line();
+        if let Some(r) = l.strip_prefix("deliver ") {
+            answer = Some(r.to_string());
+        } else if l.starts_with("log skcluster: a message took") && l.contains("paused for 1 s") {
+            logged = true;
+        }
+    }
+    assert_eq!(answer.unwrap(), format!("{SERVICE:x} {CALLER:x} 1 50 {}", hex(&pack(&[s("zzz")]))));
+    let before = d.inline_count();
+    for i in 0..3 {
+        let a = d.call(60 + i, &pack(&[s("self"), s("@echo"), s("echo"), Value::Integer(i as i64)]));
+        assert_eq!((a.ty, a.data), (1, pack(&[Value::Integer(i as i64)])));
+    }
+    // The pause lasts 1 s; three loopback calls take well under that.
+    assert_eq!(d.inline_count(), before, "inline dispatch ran during its pause");
     d.quit();
 }
 

@@ -199,6 +199,11 @@ impl IoLoop {
             if stop {
                 break;
             }
+            let service = self.inner.service.read().clone();
+            if let Some(s) = service {
+                // A panicking host hook must not end the I/O thread.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.after_events()));
+            }
         }
         for (_, e) in self.conns.drain() {
             e.conn.close("node shut down");

@@ -50,6 +50,11 @@ pub trait Service: Send + Sync + 'static {
     fn push(&self, req: Inbound<'_>) {
         let _ = req;
     }
+    /// Runs on the I/O thread after each round of socket events, once the round's writes
+    /// are flushed and before the thread sleeps again. A host that hands requests to its
+    /// own scheduler can use it to run or wake that scheduler once per round instead of
+    /// once per request. Same rules as the handlers: short, never blocking.
+    fn after_events(&self) {}
 }
 
 /// Answers one call. `Send`: it may move to any thread. Consumed by answering; dropping it

@@ -57,6 +57,19 @@ pub struct Api {
     pub socket_bind: Option<unsafe extern "C" fn(*mut c_void, c_int) -> c_int>,
     pub socket_close: Option<unsafe extern "C" fn(*mut c_void, c_int)>,
     pub free: unsafe extern "C" fn(*mut c_void),
+    /// Optional, all four or none: lets the engine's I/O thread run the skynet messages it
+    /// has just delivered (see `mod.rs`, "Running delivered messages at once").
+    pub dispatch: Option<Dispatch>,
+}
+
+/// `skynet_context_message_dispatch`, `skynet_globalmq_push`, `skynet_monitor_new/_delete`
+/// (skynet_server.h, skynet_mq.h, skynet_monitor.h).
+#[derive(Clone, Copy)]
+pub struct Dispatch {
+    pub dispatch: unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut c_void,
+    pub globalmq_push: unsafe extern "C" fn(*mut c_void),
+    pub monitor_new: unsafe extern "C" fn() -> *mut c_void,
+    pub monitor_delete: unsafe extern "C" fn(*mut c_void),
 }
 
 fn sym(name: &'static str) -> *mut c_void {
@@ -105,6 +118,14 @@ impl Api {
             socket_bind: opt!("skynet_socket_bind", unsafe extern "C" fn(*mut c_void, c_int) -> c_int),
             socket_close: opt!("skynet_socket_close", unsafe extern "C" fn(*mut c_void, c_int)),
             free,
+            dispatch: (|| {
+                Some(Dispatch {
+                    dispatch: opt!("skynet_context_message_dispatch", unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut c_void)?,
+                    globalmq_push: opt!("skynet_globalmq_push", unsafe extern "C" fn(*mut c_void))?,
+                    monitor_new: opt!("skynet_monitor_new", unsafe extern "C" fn() -> *mut c_void)?,
+                    monitor_delete: opt!("skynet_monitor_delete", unsafe extern "C" fn(*mut c_void))?,
+                })
+            })(),
         })
     }
 }

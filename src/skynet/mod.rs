@@ -30,9 +30,28 @@
 //! * An inbound request is read on the I/O thread, resolved (`@name` by the engine,
 //!   `.name`/`:hex` with `skynet_queryname`, numbers as is) and sent to the target as one
 //!   `PTYPE_LUA` message with a session of ours. The target's `PTYPE_RESPONSE`/`PTYPE_ERROR`
-//!   comes back to this service on a worker, which writes the answer frame to the socket.
+//!   comes back to this service, which writes the answer frame to the socket.
 //!
 //! So one `cluster.call` costs one skynet message each way on each node.
+//!
+//! # Running delivered messages at once
+//!
+//! After a round of socket events that delivered messages, the I/O thread runs them
+//! itself, as one more skynet worker would: `skynet_context_message_dispatch` with a
+//! `skynet_monitor` of its own, up to [`INLINE_BUDGET`] messages or [`INLINE_TIME`]; a
+//! queue it stops with goes back to skynet's global queue and the workers are woken for
+//! it. So the target's handler (and then this service, with the target's answer) runs
+//! without a thread hop: a single call crosses two threads per round trip (each node's
+//! I/O thread) instead of six (I/O thread, socket thread, worker on each node).
+//! skynet's rule of one thread per service at a time holds: the thread takes queues from
+//! the global queue like a worker.
+//!
+//! The cost of this is that a slow handler holds up the node's cluster I/O while it runs;
+//! a message that takes longer than [`INLINE_SLOW`] pauses inline dispatch for
+//! [`INLINE_PAUSE`] (logged), and `skcluster_inline = false` in the skynet config turns it
+//! off. skynet's monitor thread does not watch this thread for endless loops. Hosts that
+//! do not export the four functions (the CI double does; skynet 1.x and master do) run
+//! without it.
 //!
 //! # Batching
 //!
@@ -52,9 +71,10 @@
 //! A message pushed into skynet from a foreign thread does not wake a sleeping worker
 //! (only skynet's socket and timer threads do; the timer thread every 2.5 ms). So the
 //! service binds one end of a socketpair into skynet's socket server
-//! (`skynet_socket_bind`); after the I/O thread pushed messages it writes one byte to the
-//! other end, at most one byte in flight: skynet's socket thread reads it, forwards it to
-//! this service, and wakes a worker, as it does for any socket data. Without
+//! (`skynet_socket_bind`); when the I/O thread leaves delivered messages to the workers
+//! (inline dispatch off, paused or over its budget) it writes one byte to the other end,
+//! at most one byte in flight: skynet's socket thread reads it, forwards it to this
+//! service, and wakes a worker, as it does for any socket data. Without
 //! `skynet_socket_bind` (e.g. the test double) the service runs without it.
 
 mod api;
@@ -62,6 +82,7 @@ mod api;
 use crate::engine::{minipack, Address, CallError, CallOpts, Config, Handle, Inbound, Node, NodeAddr, Reply, Responder, Service};
 use crate::seri::{self, Value};
 use api::*;
+
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CString};
@@ -118,13 +139,63 @@ struct Core {
     texts: RwLock<Texts>,
     wake_fd: c_int,
     wake_pending: AtomicBool,
+    /// The I/O thread pushed messages into skynet during the current round of events.
+    delivered: AtomicBool,
+    /// Set by `skcluster_release`: the context is gone, nothing may be sent with it.
+    released: AtomicBool,
+    /// `None`: the host cannot let us dispatch (or the user turned it off).
+    inline: Option<Inline>,
     served_calls: AtomicU32,
     served_pushes: AtomicU32,
 }
 
+thread_local! {
+    /// True on the engine's I/O thread (set when it first calls into this service).
+    static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The I/O thread as a skynet worker for the messages it has just delivered: see
+/// "Running delivered messages at once" in the module docs.
+struct Inline {
+    d: Dispatch,
+    /// A `skynet_monitor` of our own: `skynet_context_message_dispatch` records in it which
+    /// message runs (skynet's monitor thread only watches its workers' monitors).
+    monitor: *mut c_void,
+    /// While `Some(t)`, inline dispatch is paused until `t` (a handler ran too long).
+    paused_until: Mutex<Option<Instant>>,
+}
+
+// SAFETY: `monitor` is a heap object skynet made for us; skynet_context_message_dispatch
+// only writes its fields with atomic/plain stores from the one thread that dispatches
+// with it (the I/O thread); it is freed once, in Drop, after that thread has ended.
+unsafe impl Send for Inline {}
+// SAFETY: see `Send`; only the I/O thread passes `monitor` to skynet.
+unsafe impl Sync for Inline {}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        if !self.monitor.is_null() {
+            // SAFETY: made by skynet_monitor_new in init, freed once here.
+            unsafe { (self.d.monitor_delete)(self.monitor) }
+        }
+    }
+}
+
+/// At most this many messages per round of events are run on the I/O thread, and for at
+/// most [`INLINE_TIME`]; what is left goes to skynet's workers (woken as before).
+const INLINE_BUDGET: u32 = 256;
+const INLINE_TIME: Duration = Duration::from_micros(500);
+/// One message that runs longer than this pauses inline dispatch for [`INLINE_PAUSE`]:
+/// a slow handler must not hold up the node's cluster I/O again and again.
+const INLINE_SLOW: Duration = Duration::from_millis(2);
+const INLINE_PAUSE: Duration = Duration::from_secs(1);
+
 impl Core {
     /// `skynet_send` copying `data` (skynet allocates the message itself).
     fn send(&self, dest: u32, ty: c_int, session: c_int, data: &[u8]) -> c_int {
+        if self.released.load(Ordering::Acquire) {
+            return -1;
+        }
         let p = if data.is_empty() { std::ptr::null_mut() } else { data.as_ptr() as *mut c_void };
         // SAFETY: ctx is live (see Ctx); without PTYPE_TAG_DONTCOPY skynet copies `sz` bytes
         // from `p` and never keeps or frees `p`; a NULL data with size 0 is an empty message.
@@ -137,12 +208,83 @@ impl Core {
         unsafe { (self.api.error)(self.ctx.0, c"%s".as_ptr(), c.as_ptr()) }
     }
 
-    /// After pushing messages into skynet from the I/O thread: make sure a worker runs.
+    /// After pushing messages into skynet: make sure they run. On the I/O thread this is
+    /// done once per round of events, by [`Core::after_events`]; elsewhere (a skynet
+    /// worker, which goes on dispatching anyway) the workers are woken at once.
     fn wake(&self) {
+        if ON_IO_THREAD.with(|c| c.get()) {
+            self.delivered.store(true, Ordering::Relaxed);
+        } else {
+            self.wake_workers();
+        }
+    }
+
+    /// Wakes a sleeping skynet worker through skynet's socket thread (see "Waking skynet's
+    /// workers").
+    fn wake_workers(&self) {
         if self.wake_fd >= 0 && !self.wake_pending.swap(true, Ordering::SeqCst) {
             // SAFETY: wake_fd is our open, non-blocking end of the socketpair; one byte
             // from a valid buffer. A full buffer (EAGAIN) means wake-ups are pending anyway.
             unsafe { libc::write(self.wake_fd, b"w".as_ptr().cast(), 1) };
+        }
+    }
+
+    /// End of a round of events on the I/O thread: run what the round delivered (inline
+    /// dispatch), or wake skynet's workers for it.
+    fn after_events(&self) {
+        ON_IO_THREAD.with(|c| c.set(true));
+        if !self.delivered.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let Some(il) = self.inline.as_ref() else { return self.wake_workers() };
+        let start = Instant::now();
+        {
+            let mut p = il.paused_until.lock();
+            match *p {
+                Some(t) if start < t => {
+                    drop(p);
+                    return self.wake_workers();
+                }
+                Some(_) => *p = None,
+                None => {}
+            }
+        }
+        let mut q: *mut c_void = std::ptr::null_mut();
+        let mut n = 0;
+        let mut slow = None;
+        crate::engine::batch(|| loop {
+            let t = Instant::now();
+            // SAFETY: the host exports skynet_context_message_dispatch (skynet_server.c);
+            // `monitor` is ours; `q` is NULL or the queue the previous call returned, which
+            // skynet hands to the dispatching thread (not in the global queue) until it is
+            // passed back here or pushed back below.
+            q = unsafe { (il.d.dispatch)(il.monitor, q, -1) };
+            let took = t.elapsed();
+            if took > INLINE_SLOW {
+                slow = Some(took);
+            }
+            n += 1;
+            if q.is_null() || slow.is_some() || n >= INLINE_BUDGET || start.elapsed() > INLINE_TIME || self.released.load(Ordering::Acquire) {
+                break;
+            }
+        });
+        if !q.is_null() {
+            // SAFETY: a queue skynet_context_message_dispatch returned to us: giving it
+            // back to the global queue is what the next dispatch call would do with it.
+            unsafe { (il.d.globalmq_push)(q) };
+            self.wake_workers();
+        }
+        if let Some(took) = slow {
+            *il.paused_until.lock() = Some(Instant::now() + INLINE_PAUSE);
+            self.log(&format!(
+                "skcluster: a message took {} ms on the cluster I/O thread; running delivered messages there is paused for {} s",
+                took.as_millis(),
+                INLINE_PAUSE.as_secs()
+            ));
+        }
+        // Messages pushed while we dispatched that no dispatch saw.
+        if self.delivered.swap(false, Ordering::Relaxed) {
+            self.wake_workers();
         }
     }
 
@@ -230,6 +372,10 @@ impl Service for Inbox {
             }
             None => core.log(&format!("cluster push to {} dropped: invalid address", show_addr(req.addr))),
         }
+    }
+
+    fn after_events(&self) {
+        self.0.after_events();
     }
 }
 
@@ -400,6 +546,7 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             }
         }
         let core = Arc::new(Core {
+            inline: inline_dispatch(&api, ctx),
             api,
             ctx: Ctx(ctx),
             inflight: Mutex::new(HashMap::new()),
@@ -407,6 +554,8 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             texts: RwLock::new(Texts { call_failed: b"call failed".to_vec(), invalid_address: b"call to invalid address".to_vec() }),
             wake_fd,
             wake_pending: AtomicBool::new(false),
+            delivered: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             served_calls: AtomicU32::new(0),
             served_pushes: AtomicU32::new(0),
         });
@@ -462,8 +611,11 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
         let kept = std::mem::take(&mut inst.pending.lock().items);
         drop(kept); // unanswered inbound calls get "no response"; kept messages are freed
         inst.handle = None;
-        drop(inst.node.take()); // joins the I/O thread
+        drop(inst.node.take()); // joins the I/O thread (unless this is the I/O thread)
         if let Some(core) = inst.core.take() {
+            // From here on the context is gone: an I/O thread still running (we were
+            // released from its inline dispatch) stops using it.
+            core.released.store(true, Ordering::Release);
             let pending: Vec<Responder> = core.inflight.lock().drain().map(|(_, r)| r).collect();
             drop(pending);
             if inst.wake_id >= 0 {
@@ -478,6 +630,28 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
             unsafe { libc::close(inst.wake_fd) };
         }
     })
+}
+
+/// The inline dispatch of this host, unless the host lacks it or the skynet config says
+/// `skcluster_inline = false`.
+fn inline_dispatch(api: &Api, ctx: *mut c_void) -> Option<Inline> {
+    let d = api.dispatch?;
+    // SAFETY: ctx is live; GETENV returns NULL or a NUL-terminated string owned by skynet's
+    // environment (copied at once).
+    let v = unsafe { (api.command)(ctx, c"GETENV".as_ptr(), c"skcluster_inline".as_ptr()) };
+    if !v.is_null() {
+        // SAFETY: see above.
+        let v = unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes();
+        if v == b"false" || v == b"0" {
+            return None;
+        }
+    }
+    // SAFETY: exported by skynet; returns a zeroed monitor we own (freed in Inline::drop).
+    let monitor = unsafe { (d.monitor_new)() };
+    if monitor.is_null() {
+        return None;
+    }
+    Some(Inline { d, monitor, paused_until: Mutex::new(None) })
 }
 
 /// `skcluster_signal`: nothing to do.
