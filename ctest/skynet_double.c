@@ -31,6 +31,13 @@
  * its worker wake-up channel, which only matters inside skynet), skynet_free (the
  * service falls back to free, which is what skynet_free is without jemalloc).
  *
+ * Lua (Debian's liblua5.4, linked in so that the library finds the Lua API as it does
+ * in skynet): the command "lua CHUNK" runs one line of Lua in a state where `direct` is
+ * skcluster.direct (loaded from the library with package.loadlib, as cluster.lua does)
+ * and `pack_hex(hex)` returns a malloc'd message and its size, as skynet.pack does. It
+ * runs on the stdin thread, which plays a skynet worker running a caller. Prints
+ * "lua ok" or "lua error <message>".
+ *
  * Fakes around the service (the "other services" of the node):
  *   echo services     a handle made an echo service answers a PTYPE_LUA call whose first
  *                     packed value is the string "echo" with the rest of the message
@@ -43,7 +50,8 @@
  *                     ("deliver <source> <dest> <type> <session> <hex>").
  *
  * stdin, one command a line (handles in hex):
- *   caller H | echo H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | stats | quit
+ *   caller H | echo H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | stats |
+ *   lua CHUNK | quit
  * stdout: "ready <service handle>", then deliver/push/trace/log/sync lines ("stats
  * inline=N": messages run by inline dispatch so far), and
  * "released" after quit (the service is released with skcluster_release).
@@ -56,6 +64,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
 
 #define PTYPE_RESPONSE 1
 #define PTYPE_ERROR 7
@@ -317,6 +328,43 @@ static int unhex(const char *s, unsigned char **out, size_t *sz) {
 	return 1;
 }
 
+static const char *lib_path;
+static lua_State *L;
+
+/* pack_hex(hex) -> lightuserdata, size: a malloc'd message, as skynet.pack returns. */
+static int l_pack_hex(lua_State *L) {
+	unsigned char *data = NULL;
+	size_t sz = 0;
+	if (!unhex(luaL_checkstring(L, 1), &data, &sz)) return luaL_error(L, "bad hex");
+	lua_pushlightuserdata(L, data);
+	lua_pushinteger(L, (lua_Integer)sz);
+	return 2;
+}
+
+static void run_lua(const char *chunk) {
+	if (!L) {
+		L = luaL_newstate();
+		luaL_openlibs(L);
+		lua_pushcfunction(L, l_pack_hex);
+		lua_setglobal(L, "pack_hex");
+		lua_pushstring(L, lib_path);
+		lua_setglobal(L, "LIB");
+		if (luaL_dostring(L, "direct = assert(package.loadlib(LIB, 'luaopen_skcluster_direct'))()") != LUA_OK) {
+			printf("lua error %s\n", lua_tostring(L, -1));
+			fflush(stdout);
+			lua_pop(L, 1);
+			return;
+		}
+	}
+	int rc = luaL_dostring(L, chunk);
+	pthread_mutex_lock(&out_mu);
+	if (rc == LUA_OK) printf("lua ok\n");
+	else printf("lua error %s\n", lua_tostring(L, -1));
+	fflush(stdout);
+	pthread_mutex_unlock(&out_mu);
+	lua_settop(L, 0);
+}
+
 static void *reader(void *arg) {
 	size_t cap = 0;
 	char *line = NULL;
@@ -343,6 +391,8 @@ static void *reader(void *arg) {
 			enqueue(a, b, type, session, data, sz);
 		} else if (sscanf(line, "sync %d", &session) == 1) {
 			enqueue(0, 0, SPECIAL_SYNC, session, NULL, 0);
+		} else if (strncmp(line, "lua ", 4) == 0) {
+			run_lua(line + 4);
 		} else if (strcmp(line, "stats") == 0) {
 			pthread_mutex_lock(&dispatch_mu);
 			unsigned long n = dispatched_inline;
@@ -358,12 +408,14 @@ static void *reader(void *arg) {
 		}
 	}
 	free(line);
+	if (L) lua_close(L);
 	enqueue(0, 0, SPECIAL_QUIT, 0, NULL, 0);
 	return NULL;
 }
 
 int main(int argc, char **argv) {
 	if (argc < 2) { fprintf(stderr, "usage: %s libskynet_cluster.so\n", argv[0]); return 2; }
+	lib_path = argv[1];
 	void *lib = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL);
 	if (!lib) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
 	void *(*create)(void) = (void *(*)(void))dlsym(lib, "skcluster_create");

@@ -6,12 +6,16 @@
 -- errors. The work is done by the C service `skcluster` (src/skynet), launched once per
 -- process by service/skclusterd.lua:
 --
---   cluster.call  = one skynet message to skcluster, one answer message back from it
---                   (PTYPE_RESPONSE with the remote payload, or PTYPE_ERROR: skynet.call
---                   then raises its own "call failed", as with stock).
---   cluster.send  = one skynet message to skcluster.
+--   cluster.call  = the request goes to the engine from the caller's own thread
+--                   (skcluster.direct, src/skynet/direct.rs); one answer message comes
+--                   back (PTYPE_RESPONSE with the remote payload, or PTYPE_ERROR: the
+--                   caller then raises skynet.lua's own "call failed", as with stock).
+--   cluster.send  = the push goes to the engine from the caller's thread: no message.
 --
--- Message format: skynet.pack(node, address, args...); skcluster forwards the bytes
+-- Where the direct functions cannot be used (a traced coroutine, whose tag skynet.call
+-- sends ahead as a PTYPE_TRACE message; an address that is neither a number nor a
+-- string; a skynet.lua without yield_call) a call or push is one skynet message to
+-- skcluster instead: skynet.pack(node, address, args...); skcluster forwards the bytes
 -- after the first two values unchanged as the request payload. Control messages start
 -- with an integer command (see src/skynet/mod.rs, `Cmd`).
 
@@ -51,11 +55,34 @@ local function ret(node, ok, ...)
 	return call_failed(node, ...)
 end
 
+-- The direct path (set up in skynet.init below): skcluster.direct's call/send, skynet.lua's
+-- own yield_call (the wait of skynet.call: same session bookkeeping, same "call failed"
+-- error), this service's handle.
+local direct_call, direct_send, yield_call, self_handle
+local genid, pack, unpack, tracetag = skynet.genid, skynet.pack, skynet.unpack, skynet.tracetag
+
+local function call_direct(node, address, ...)
+	local session = genid()
+	direct_call(node, address, session, self_handle, pack(...))
+	return unpack(yield_call(skcluster, session))
+end
+
+local function direct_ok(node, address)
+	local t = type(address)
+	return direct_call and type(node) == "string" and (t == "number" or t == "string")
+end
+
 function cluster.call(node, address, ...)
+	if direct_ok(node, address) and not tracetag() then
+		return ret(node, pcall(call_direct, node, address, ...))
+	end
 	return ret(node, pcall(skynet.call, skcluster, "lua", node, address, ...))
 end
 
 function cluster.send(node, address, ...)
+	if direct_ok(node, address) then
+		return direct_send(node, address, pack(...))
+	end
 	skynet.send(skcluster, "lua", node, address, ...)
 end
 
@@ -117,9 +144,37 @@ function cluster.native_handle()
 	return skcluster
 end
 
+-- skcluster.direct lives in the C service's own file (found on skynet's cpath, as skynet
+-- found it); yield_call is an upvalue of skynet.rawcall. Without either, every call and
+-- push goes as a message to skcluster (same results, one more message).
+local function setup_direct()
+	local path = package.searchpath("skcluster", skynet.getenv "cpath" or "")
+	local open = path and package.loadlib(path, "luaopen_skcluster_direct")
+	if not open then
+		return
+	end
+	local ok, m = pcall(open)
+	if not ok or type(m) ~= "table" then
+		return
+	end
+	for i = 1, 64 do
+		local name, v = debug.getupvalue(skynet.rawcall, i)
+		if name == nil then
+			break
+		elseif name == "yield_call" and type(v) == "function" then
+			yield_call = v
+		end
+	end
+	if yield_call then
+		self_handle = skynet.self()
+		direct_call, direct_send = m.call, m.send
+	end
+end
+
 skynet.init(function()
 	skclusterd = skynet.uniqueservice("skclusterd")
 	skcluster = skynet.call(skclusterd, "lua", "handle")
+	setup_direct()
 end)
 
 return cluster

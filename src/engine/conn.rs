@@ -345,6 +345,70 @@ pub fn batch<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Links written to inside a [`batch_deferred`] scope and not flushed yet. Flushing may
+/// happen on any thread; dropping flushes too (so nothing stays unwritten).
+#[derive(Default)]
+pub struct Deferred(Vec<Arc<Conn>>);
+
+impl Deferred {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds the links of `other` (each link once).
+    pub fn merge(&mut self, mut other: Deferred) {
+        for c in other.0.drain(..) {
+            if !self.0.iter().any(|x| Arc::ptr_eq(x, &c)) {
+                self.0.push(c);
+            }
+        }
+    }
+
+    /// Writes what the links have queued.
+    pub fn flush(mut self) {
+        flush_list(std::mem::take(&mut self.0));
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        flush_list(std::mem::take(&mut self.0));
+    }
+}
+
+fn flush_list(list: Vec<Arc<Conn>>) {
+    for c in list {
+        c.st.lock().dirty = false;
+        c.flush_or_report();
+    }
+}
+
+/// As [`batch`], but the links written to are returned instead of flushed: the caller
+/// flushes them later (e.g. after more requests joined them), from any thread. Inside an
+/// outer scope, the outer scope flushes and the result is empty.
+pub fn batch_deferred<R>(f: impl FnOnce() -> R) -> (R, Deferred) {
+    if batching() {
+        return (f(), Deferred::default());
+    }
+    BATCH.with(|b| *b.borrow_mut() = Some(Vec::new()));
+    struct Guard {
+        done: bool,
+    }
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            // On a panic inside `f`: end the scope and write what it queued.
+            if !self.done {
+                flush_batch();
+            }
+        }
+    }
+    let mut g = Guard { done: false };
+    let r = f();
+    g.done = true;
+    let list = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
+    (r, Deferred(list))
+}
+
 /// Flushes the links written to in the current batch scope and ends the scope.
 fn flush_batch() {
     let list = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();

@@ -98,7 +98,7 @@ pub mod sockopt;
 mod stats;
 
 pub use config::{default_nodename, Config, Keepalive, NodeAddr, NodeChange, ReloadReport};
-pub use conn::{batch, Callback, Reply};
+pub use conn::{batch, batch_deferred, Callback, Deferred, Reply};
 pub use error::CallError;
 pub use node::{CallOpts, Handle, Node};
 pub use service::{FnService, Inbound, Responder, Service};

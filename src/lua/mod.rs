@@ -3,7 +3,7 @@
 //! `api` resolves the host's Lua C API at load time (no Lua is linked into the library);
 //! `module` implements the ten functions over [`crate::wire`].
 
-mod api;
-mod module;
+pub(crate) mod api;
+pub(crate) mod module;
 
 pub use module::luaopen_skynet_cluster_core;

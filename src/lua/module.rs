@@ -47,11 +47,11 @@ pub(crate) enum Raise {
     CheckTable(c_int),
 }
 
-fn error(text: impl Into<Vec<u8>>) -> Raise {
+pub(crate) fn error(text: impl Into<Vec<u8>>) -> Raise {
     Raise::Error(text.into())
 }
 
-type LuaResult = Result<c_int, Raise>;
+pub(crate) type LuaResult = Result<c_int, Raise>;
 
 /// The shim every exported function goes through: catches panics, then raises with no
 /// Rust value alive.
@@ -59,7 +59,7 @@ type LuaResult = Result<c_int, Raise>;
 /// # SAFETY
 /// `l` is the state Lua called us with; `f` honours the contract described in the module doc.
 #[inline(always)]
-unsafe fn run(l: *mut lua_State, f: impl FnOnce(&LuaApi, *mut lua_State) -> LuaResult) -> c_int {
+pub(crate) unsafe fn run(l: *mut lua_State, f: impl FnOnce(&LuaApi, *mut lua_State) -> LuaResult) -> c_int {
     let Some(api) = API.get() else {
         // Unreachable: the functions are only reachable through the table luaopen built
         // after resolving the API. Without the API there is no way to raise.
@@ -749,20 +749,30 @@ unsafe fn open_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
 /// Called by Lua's `require` with a valid state.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn luaopen_skynet_cluster_core(l: *mut lua_State) -> c_int {
-    if API.get().is_none() {
-        match LuaApi::resolve() {
-            Ok(api) => {
-                let _ = API.set(api);
-            }
-            Err(missing) => {
-                eprintln!(
-                    "skynet.cluster.core: the host process does not export the Lua C API (`{missing}` \
-                     not found); link the host with -Wl,-E or load Lua with RTLD_GLOBAL"
-                );
-                return 0;
-            }
-        }
+    if !resolve_api("skynet.cluster.core") {
+        return 0;
     }
     // SAFETY: Lua called us with a valid state; `run` upholds the raising rules.
     unsafe { run(l, |api, l| open_inner(api, l)) }
+}
+
+/// Resolves the host's Lua API once (for every `luaopen_*` of the library). On failure
+/// there is no way to raise a Lua error: the reason goes to stderr, `false` is returned.
+pub(crate) fn resolve_api(module: &str) -> bool {
+    if API.get().is_some() {
+        return true;
+    }
+    match LuaApi::resolve() {
+        Ok(api) => {
+            let _ = API.set(api);
+            true
+        }
+        Err(missing) => {
+            eprintln!(
+                "{module}: the host process does not export the Lua C API (`{missing}` not found); \
+                 link the host with -Wl,-E or load Lua with RTLD_GLOBAL"
+            );
+            false
+        }
+    }
 }

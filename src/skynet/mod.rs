@@ -23,16 +23,20 @@
 //!
 //! # Threads and message flow
 //!
-//! * A caller's message is handled on the skynet worker that runs this service: the
-//!   engine encodes the request into the link's send buffer and (if the socket is idle)
-//!   writes it right there. No thread hop, no Lua.
+//! * `cluster.call`/`cluster.send` normally hand the request to the engine from the
+//!   caller's own thread (`direct.rs`): no message to this service at all. Otherwise
+//!   (traced calls) a caller's message is handled on the thread that runs this service.
+//!   Either way the engine encodes the request into the link's send buffer and (if the
+//!   socket is idle) writes it right there. No thread hop, no Lua.
 //! * The engine's I/O thread reads the answer and `skynet_send`s it to the caller.
 //! * An inbound request is read on the I/O thread, resolved (`@name` by the engine,
 //!   `.name`/`:hex` with `skynet_queryname`, numbers as is) and sent to the target as one
 //!   `PTYPE_LUA` message with a session of ours. The target's `PTYPE_RESPONSE`/`PTYPE_ERROR`
 //!   comes back to this service, which writes the answer frame to the socket.
 //!
-//! So one `cluster.call` costs one skynet message each way on each node.
+//! So one `cluster.call` costs at most one skynet message each way on each node: on the
+//! calling node only the answer is a message, on the serving node the request and the
+//! answer.
 //!
 //! # Running delivered messages at once
 //!
@@ -47,8 +51,8 @@
 //! the global queue like a worker.
 //!
 //! The cost of this is that a slow handler holds up the node's cluster I/O while it runs;
-//! a message that takes longer than [`INLINE_SLOW`] pauses inline dispatch for
-//! [`INLINE_PAUSE`] (logged), and `skcluster_inline = false` in the skynet config turns it
+//! a message that takes longer than [`INLINE_SLOW`] pauses inline dispatch (100 ms, then
+//! doubling while slow messages keep coming, up to 10 s; logged), and `skcluster_inline = false` in the skynet config turns it
 //! off. skynet's monitor thread does not watch this thread for endless loops. Hosts that
 //! do not export the four functions (the CI double does; skynet 1.x and master do) run
 //! without it.
@@ -78,6 +82,7 @@
 //! `skynet_socket_bind` (e.g. the test double) the service runs without it.
 
 mod api;
+mod direct;
 
 use crate::engine::{minipack, Address, CallError, CallOpts, Config, Handle, Inbound, Node, NodeAddr, Reply, Responder, Service};
 use crate::seri::{self, Value};
@@ -147,6 +152,24 @@ struct Core {
     inline: Option<Inline>,
     served_calls: AtomicU32,
     served_pushes: AtomicU32,
+    /// The engine, for calls and pushes (from the service's callback and from callers'
+    /// workers, see `direct.rs`); `None` once released.
+    handle: RwLock<Option<Handle>>,
+    st: Mutex<State>,
+    /// The service's own handle (flush tokens are sent to it).
+    self_handle: AtomicU32,
+    /// Requests from callers' workers written later, in one go: see [`Core::submit_direct`].
+    direct: Mutex<DirectBatch>,
+}
+
+#[derive(Default)]
+struct DirectBatch {
+    /// Links with requests queued and not written yet.
+    pending: crate::engine::Deferred,
+    /// A flush token is on its way to the service.
+    scheduled: bool,
+    /// When the last direct request came.
+    last: Option<Instant>,
 }
 
 thread_local! {
@@ -161,8 +184,29 @@ struct Inline {
     /// A `skynet_monitor` of our own: `skynet_context_message_dispatch` records in it which
     /// message runs (skynet's monitor thread only watches its workers' monitors).
     monitor: *mut c_void,
-    /// While `Some(t)`, inline dispatch is paused until `t` (a handler ran too long).
-    paused_until: Mutex<Option<Instant>>,
+    pause: Mutex<Pause>,
+}
+
+/// Inline dispatch pauses after a slow message: see [`INLINE_SLOW`].
+#[derive(Default)]
+struct Pause {
+    until: Option<Instant>,
+    /// The last pause's length, and when the slow message that caused it ended.
+    last: Option<(Duration, Instant)>,
+}
+
+impl Pause {
+    /// A slow message just ended: the next pause, doubled when the previous slow message
+    /// was recent.
+    fn start(&mut self, now: Instant) -> Duration {
+        let len = match self.last {
+            Some((len, at)) if now.duration_since(at) < INLINE_PAUSE_MEMORY => (len * 2).min(INLINE_PAUSE_MAX),
+            _ => INLINE_PAUSE_MIN,
+        };
+        self.last = Some((len, now));
+        self.until = Some(now + len);
+        len
+    }
 }
 
 // SAFETY: `monitor` is a heap object skynet made for us; skynet_context_message_dispatch
@@ -185,10 +229,15 @@ impl Drop for Inline {
 /// most [`INLINE_TIME`]; what is left goes to skynet's workers (woken as before).
 const INLINE_BUDGET: u32 = 256;
 const INLINE_TIME: Duration = Duration::from_micros(500);
-/// One message that runs longer than this pauses inline dispatch for [`INLINE_PAUSE`]:
-/// a slow handler must not hold up the node's cluster I/O again and again.
-const INLINE_SLOW: Duration = Duration::from_millis(2);
-const INLINE_PAUSE: Duration = Duration::from_secs(1);
+/// One message that runs longer than this pauses inline dispatch, for
+/// [`INLINE_PAUSE_MIN`] at first and twice as long each time another slow message follows
+/// within [`INLINE_PAUSE_MEMORY`] (up to [`INLINE_PAUSE_MAX`]): an occasional long message
+/// (a big sort, a GC step) costs little, a service that is often slow ends up leaving the
+/// I/O thread alone.
+const INLINE_SLOW: Duration = Duration::from_millis(5);
+const INLINE_PAUSE_MIN: Duration = Duration::from_millis(100);
+const INLINE_PAUSE_MAX: Duration = Duration::from_secs(10);
+const INLINE_PAUSE_MEMORY: Duration = Duration::from_secs(10);
 
 impl Core {
     /// `skynet_send` copying `data` (skynet allocates the message itself).
@@ -239,13 +288,13 @@ impl Core {
         let Some(il) = self.inline.as_ref() else { return self.wake_workers() };
         let start = Instant::now();
         {
-            let mut p = il.paused_until.lock();
-            match *p {
+            let mut p = il.pause.lock();
+            match p.until {
                 Some(t) if start < t => {
                     drop(p);
                     return self.wake_workers();
                 }
-                Some(_) => *p = None,
+                Some(_) => p.until = None,
                 None => {}
             }
         }
@@ -275,17 +324,138 @@ impl Core {
             self.wake_workers();
         }
         if let Some(took) = slow {
-            *il.paused_until.lock() = Some(Instant::now() + INLINE_PAUSE);
+            let len = il.pause.lock().start(Instant::now());
             self.log(&format!(
-                "skcluster: a message took {} ms on the cluster I/O thread; running delivered messages there is paused for {} s",
+                "skcluster: a message took {} ms on the cluster I/O thread; running delivered messages there is paused for {} ms",
                 took.as_millis(),
-                INLINE_PAUSE.as_secs()
+                len.as_millis()
             ));
         }
         // Messages pushed while we dispatched that no dispatch saw.
         if self.delivered.swap(false, Ordering::Relaxed) {
             self.wake_workers();
         }
+    }
+
+    /// Sends a call (`session != 0`) or push; holds it when the node has no address yet
+    /// and `__nowaiting` is off, as stock does.
+    fn submit(self: &Arc<Self>, node: &str, source: u32, session: c_int, addr: Address<'_>, payload: &[u8], trace: Option<&[u8]>) {
+        let core = self;
+        let guard = self.handle.read();
+        let Some(handle) = guard.as_ref() else {
+            // Released meanwhile: the caller's context may be gone too; nothing to answer.
+            return;
+        };
+        let r = if session != 0 {
+            let c = core.clone();
+            let name = node.to_string();
+            handle.call_with(node, addr, payload, CallOpts { timeout: None, trace }, move |r| c.reply(&name, source, session, r))
+        } else {
+            handle.push(node, addr, payload)
+        };
+        drop(guard);
+        let mut st = self.st.lock();
+        if session != 0 {
+            st.calls += 1;
+        } else {
+            st.pushes += 1;
+        }
+        match r {
+            Ok(()) => {}
+            Err(CallError::NodeAbsent(_)) if !st.nowaiting => {
+                let q = st.waiting.entry(node.to_string()).or_default();
+                if q.is_empty() {
+                    core.log(&format!("Waiting for cluster node [{node}]"));
+                }
+                let addr = match addr {
+                    Address::Id(n) => OwnedAddr::Id(n),
+                    Address::Name(n) => OwnedAddr::Name(n.to_vec()),
+                };
+                q.push(Waiting { source, session, addr, payload: payload.to_vec(), trace: trace.map(|t| t.to_vec()) });
+            }
+            Err(e) => {
+                drop(st);
+                let what = if session != 0 { "call" } else { "push" };
+                core.log(&format!("cluster {what} to [{node}] failed: {}", describe(&e)));
+                if session != 0 {
+                    core.send(source, PTYPE_ERROR, session, &[]);
+                }
+            }
+        }
+    }
+
+    /// Resubmits the held requests of nodes that now have an address (or all of them once
+    /// `__nowaiting` is on: they fail as stock's do).
+    fn flush_waiting(self: &Arc<Self>) {
+        let guard = self.handle.read();
+        let Some(handle) = guard.as_ref() else { return };
+        let ready: Vec<(String, Vec<Waiting>)> = {
+            let mut st = self.st.lock();
+            let all = st.nowaiting;
+            let names: Vec<String> =
+                st.waiting.keys().filter(|n| all || handle.node_addr(n) != NodeAddr::Absent).cloned().collect();
+            names.into_iter().filter_map(|n| st.waiting.remove(&n).map(|q| (n, q))).collect()
+        };
+        let ready: Vec<(String, Option<String>, Vec<Waiting>)> = ready
+            .into_iter()
+            .map(|(n, q)| {
+                let a = match handle.node_addr(&n) {
+                    NodeAddr::At(a) => Some(a),
+                    _ => None,
+                };
+                (n, a, q)
+            })
+            .collect();
+        drop(guard);
+        for (node, a, q) in ready {
+            if let Some(a) = a {
+                self.log(&format!("Cluster node [{node}] resolved : {a}"));
+            }
+            for w in q {
+                self.submit(&node, w.source, w.session, w.addr.as_addr(), &w.payload, w.trace.as_deref());
+            }
+        }
+    }
+
+    /// A call or push from a caller's own thread (`direct.rs`). On the I/O thread it joins
+    /// the round's batch. On a skynet worker a lone request is written at once; one that
+    /// follows another within [`BURST`] is queued on its link and written when the flush
+    /// token sent to the service comes back (after the messages queued meanwhile), so a
+    /// burst of pushes or calls leaves in one write per link, as on the message path.
+    fn submit_direct(self: &Arc<Self>, node: &str, source: u32, session: c_int, addr: Address<'_>, payload: &[u8]) {
+        if ON_IO_THREAD.with(|c| c.get()) {
+            return self.submit(node, source, session, addr, payload, None);
+        }
+        let now = Instant::now();
+        let burst = {
+            let mut d = self.direct.lock();
+            let burst = d.scheduled || d.last.is_some_and(|t| now.duration_since(t) < BURST);
+            d.last = Some(now);
+            burst
+        };
+        if !burst {
+            return self.submit(node, source, session, addr, payload, None);
+        }
+        let ((), queued) = crate::engine::batch_deferred(|| self.submit(node, source, session, addr, payload, None));
+        let mut d = self.direct.lock();
+        d.pending.merge(queued);
+        if !d.scheduled && !d.pending.is_empty() {
+            d.scheduled = true;
+            drop(d);
+            if self.send(self.self_handle.load(Ordering::Relaxed), PTYPE_TEXT, 0, &[]) < 0 {
+                self.flush_direct();
+            }
+        }
+    }
+
+    /// The flush token came back: write what direct requests queued.
+    fn flush_direct(&self) {
+        let pending = {
+            let mut d = self.direct.lock();
+            d.scheduled = false;
+            std::mem::take(&mut d.pending)
+        };
+        pending.flush();
     }
 
     fn session(&self) -> i32 {
@@ -435,12 +605,12 @@ pub struct Inst {
     pending: Mutex<Pending>,
     node: Option<Node>,
     handle: Option<Handle>,
-    st: Mutex<State>,
     wake_id: c_int,
     wake_fd: c_int,
 }
 
-/// A skynet message the service kept (its callback returned 1); freed with skynet_free.
+/// A skynet-allocated buffer we own: a message the service kept (its callback returned 1)
+/// or a `skynet.pack` message taken by `direct.rs`; freed with skynet_free on drop.
 struct MsgBuf {
     ptr: *mut c_void,
     len: usize,
@@ -497,7 +667,7 @@ fn catch<R>(default: R, f: impl FnOnce() -> R) -> R {
 #[no_mangle]
 pub extern "C" fn skcluster_create() -> *mut c_void {
     catch(std::ptr::null_mut(), || {
-        let inst = Box::new(Inst { core: None, self_handle: 0, pending: Mutex::new(Pending::default()), node: None, handle: None, st: Mutex::new(State::default()), wake_id: -1, wake_fd: -1 });
+        let inst = Box::new(Inst { core: None, self_handle: 0, pending: Mutex::new(Pending::default()), node: None, handle: None, wake_id: -1, wake_fd: -1 });
         Box::into_raw(inst).cast()
     })
 }
@@ -558,6 +728,10 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             released: AtomicBool::new(false),
             served_calls: AtomicU32::new(0),
             served_pushes: AtomicU32::new(0),
+            handle: RwLock::new(None),
+            st: Mutex::new(State::default()),
+            self_handle: AtomicU32::new(0),
+            direct: Mutex::new(DirectBatch::default()),
         });
         // Stock bounds neither its send queues nor message sizes; a skynet node that
         // pipelines many large calls (256 x 1 MiB in `make ab`) must not be refused
@@ -582,14 +756,17 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             core.log("skcluster: cannot learn the service's own handle");
             return 1;
         }
+        core.self_handle.store(inst.self_handle, Ordering::Relaxed);
         node.set_service(Arc::new(Inbox(core.clone())));
         inst.handle = Some(node.handle());
+        *core.handle.write() = Some(node.handle());
         inst.node = Some(node);
         inst.wake_fd = wake_fd;
         inst.wake_id = wake_id;
         // SAFETY: ctx is live; `inst` outlives the callback registration (skynet stops
         // calling it before skcluster_release); `on_message` matches skynet_cb.
         unsafe { (core.api.callback)(ctx, (inst as *mut Inst).cast(), on_message) };
+        direct::set_current(core.clone());
         inst.core = Some(core);
         0
     })
@@ -611,6 +788,11 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
         let kept = std::mem::take(&mut inst.pending.lock().items);
         drop(kept); // unanswered inbound calls get "no response"; kept messages are freed
         inst.handle = None;
+        if let Some(core) = inst.core.as_ref() {
+            // No new calls from callers' workers; breaks the core -> engine -> core cycle.
+            direct::clear_current(core);
+            *core.handle.write() = None;
+        }
         drop(inst.node.take()); // joins the I/O thread (unless this is the I/O thread)
         if let Some(core) = inst.core.take() {
             // From here on the context is gone: an I/O thread still running (we were
@@ -651,7 +833,7 @@ fn inline_dispatch(api: &Api, ctx: *mut c_void) -> Option<Inline> {
     if monitor.is_null() {
         return None;
     }
-    Some(Inline { d, monitor, paused_until: Mutex::new(None) })
+    Some(Inline { d, monitor, pause: Mutex::new(Pause::default()) })
 }
 
 /// `skcluster_signal`: nothing to do.
@@ -698,7 +880,10 @@ impl Inst {
                     return 1;
                 }
             }
-            PTYPE_TEXT if source == self.self_handle => self.flush(),
+            PTYPE_TEXT if source == self.self_handle => {
+                core.flush_direct();
+                self.flush();
+            }
             PTYPE_ERROR => {
                 if session != 0 {
                     let r = core.inflight.lock().remove(&session);
@@ -724,7 +909,7 @@ impl Inst {
                 }
             }
             PTYPE_TRACE => {
-                self.st.lock().trace.insert(source, data.to_vec());
+                self.core().st.lock().trace.insert(source, data.to_vec());
             }
             PTYPE_LUA => return self.on_lua(session, source, msg, data),
             _ => {
@@ -789,7 +974,7 @@ impl Inst {
                         let b = msg.as_slice();
                         // Checked to be UTF-8 when the request was kept.
                         let node = std::str::from_utf8(&b[node.0..node.1]).unwrap_or("");
-                        self.submit(node, source, session, addr.as_addr(), &b[payload..], trace.as_deref());
+                        self.core().submit(node, source, session, addr.as_addr(), &b[payload..], trace.as_deref());
                     }
                 }
             }
@@ -816,7 +1001,7 @@ impl Inst {
                 return 0;
             }
             let node_start = used - node.len();
-            let trace = if session != 0 { self.st.lock().trace.remove(&source) } else { None };
+            let trace = if session != 0 { self.core().st.lock().trace.remove(&source) } else { None };
             let msg = self.keep(msg, data.len());
             self.defer(Item::Request { msg, source, session, node: (node_start, used), addr, payload: used + used2, trace });
             return 1;
@@ -824,7 +1009,7 @@ impl Inst {
         // Control: whatever was kept goes first.
         self.flush();
         if session != 0 {
-            self.st.lock().trace.remove(&source);
+            self.core().st.lock().trace.remove(&source);
         }
         let values = match seri::decode(data) {
             Ok(v) => v,
@@ -862,69 +1047,6 @@ impl Inst {
         0
     }
 
-    /// Sends a call (`session != 0`) or push; holds it when the node has no address yet
-    /// and `__nowaiting` is off, as stock does.
-    fn submit(&self, node: &str, source: u32, session: c_int, addr: Address<'_>, payload: &[u8], trace: Option<&[u8]>) {
-        let core = self.core();
-        let handle = self.handle.as_ref().expect("initialised");
-        let r = if session != 0 {
-            let c = core.clone();
-            let name = node.to_string();
-            handle.call_with(node, addr, payload, CallOpts { timeout: None, trace }, move |r| c.reply(&name, source, session, r))
-        } else {
-            handle.push(node, addr, payload)
-        };
-        let mut st = self.st.lock();
-        if session != 0 {
-            st.calls += 1;
-        } else {
-            st.pushes += 1;
-        }
-        match r {
-            Ok(()) => {}
-            Err(CallError::NodeAbsent(_)) if !st.nowaiting => {
-                let q = st.waiting.entry(node.to_string()).or_default();
-                if q.is_empty() {
-                    core.log(&format!("Waiting for cluster node [{node}]"));
-                }
-                let addr = match addr {
-                    Address::Id(n) => OwnedAddr::Id(n),
-                    Address::Name(n) => OwnedAddr::Name(n.to_vec()),
-                };
-                q.push(Waiting { source, session, addr, payload: payload.to_vec(), trace: trace.map(|t| t.to_vec()) });
-            }
-            Err(e) => {
-                drop(st);
-                let what = if session != 0 { "call" } else { "push" };
-                core.log(&format!("cluster {what} to [{node}] failed: {}", describe(&e)));
-                if session != 0 {
-                    core.send(source, PTYPE_ERROR, session, &[]);
-                }
-            }
-        }
-    }
-
-    /// Resubmits the held requests of nodes that now have an address (or all of them once
-    /// `__nowaiting` is on: they fail as stock's do).
-    fn flush_waiting(&self) {
-        let handle = self.handle.as_ref().expect("initialised");
-        let ready: Vec<(String, Vec<Waiting>)> = {
-            let mut st = self.st.lock();
-            let all = st.nowaiting;
-            let names: Vec<String> =
-                st.waiting.keys().filter(|n| all || handle.node_addr(n) != NodeAddr::Absent).cloned().collect();
-            names.into_iter().filter_map(|n| st.waiting.remove(&n).map(|q| (n, q))).collect()
-        };
-        for (node, q) in ready {
-            if let NodeAddr::At(a) = handle.node_addr(&node) {
-                self.core().log(&format!("Cluster node [{node}] resolved : {a}"));
-            }
-            for w in q {
-                self.submit(&node, w.source, w.session, w.addr.as_addr(), &w.payload, w.trace.as_deref());
-            }
-        }
-    }
-
     /// A control command. `Ok(None)`: answer an empty message (Lua sees no values).
     /// `Err(text)`: log `text`, answer `PTYPE_ERROR`.
     fn control(&self, source: u32, v: &[Value]) -> Result<Option<Vec<Value>>, String> {
@@ -945,7 +1067,7 @@ impl Inst {
                         core.log(&format!("Config {opt} = {}", show_value(&val)));
                         if opt == "nowaiting" {
                             let on = val.truthy();
-                            self.st.lock().nowaiting = on;
+                            self.core().st.lock().nowaiting = on;
                             handle.set_nowaiting(on);
                         }
                         continue;
@@ -958,7 +1080,7 @@ impl Inst {
                 }
                 let map: Vec<(&str, Option<&str>)> = entries.iter().map(|(n, a)| (n.as_str(), a.as_deref())).collect();
                 handle.reload(&map);
-                self.flush_waiting();
+                core.flush_waiting();
                 Ok(Some(vec![Value::Nil]))
             }
             c if c == Cmd::Listen as i64 => {
@@ -986,7 +1108,7 @@ impl Inst {
                     Value::Nil => source,
                     a => a.as_integer().ok_or("skcluster: register: address must be a number")? as u32,
                 };
-                let mut st = self.st.lock();
+                let mut st = self.core().st.lock();
                 if st.names.contains_key(&name) {
                     return Err(format!("skcluster: register: name [{}] is already registered", String::from_utf8_lossy(&name)));
                 }
@@ -1003,7 +1125,7 @@ impl Inst {
             }
             c if c == Cmd::Unregister as i64 => {
                 let name = arg(1).as_bytes().ok_or("skcluster: unregister: name must be a string")?.to_vec();
-                let mut st = self.st.lock();
+                let mut st = self.core().st.lock();
                 if let Some(addr) = st.names.remove(&name) {
                     st.name_of.remove(&addr);
                     let n = String::from_utf8_lossy(&name).into_owned();
@@ -1033,7 +1155,7 @@ impl Inst {
                 Ok(None)
             }
             c if c == Cmd::Stats as i64 => {
-                let st = self.st.lock();
+                let st = self.core().st.lock();
                 Ok(Some(vec![
                     Value::Integer(core.served_calls.load(Ordering::Relaxed) as i64),
                     Value::Integer(core.served_pushes.load(Ordering::Relaxed) as i64),
