@@ -5,6 +5,7 @@
 #   make ab SKYNET_ROOT=/path/to/skynet   stock vs native on two skynet nodes: table + PNG
 #   make skynet-semantics SKYNET_ROOT=..  the public API under stock and native, diffed
 #   make skynet-examples SKYNET_ROOT=..   skynet's examples/cluster1+cluster2, all four mixes
+#   make skynet-faults SKYNET_ROOT=..     skcluster killed under busy callers: no hang, no crash
 #
 # The project never fetches or builds skynet: SKYNET_ROOT is your own built tree.
 
@@ -12,7 +13,7 @@ SKYNET_DOUBLE := $(BUILD)/skynet_double
 AB_DIR := $(BUILD)/ab
 AB_VENV := $(BUILD)/ab-venv
 
-.PHONY: test-skynet test-skynet-leak ab ab-venv skynet-semantics skynet-examples
+.PHONY: test-skynet test-skynet-leak ab ab-venv skynet-semantics skynet-examples skynet-faults
 
 TESTS += test-skynet test-skynet-leak
 
@@ -34,6 +35,9 @@ skynet-semantics: build
 
 skynet-examples: build
 	SKYNET_ROOT=$(SKYNET_ROOT) ab/examples.sh $(LIB_SO) $(BUILD)
+
+skynet-faults: build
+	SKYNET_ROOT=$(SKYNET_ROOT) ab/faults.sh $(LIB_SO) $(BUILD)
 
 # matplotlib for the chart, in a venv under the build dir (gnuplot is used instead when
 # the venv cannot be made and gnuplot is installed; with neither, no chart).

@@ -63,8 +63,12 @@ local genid, pack, unpack, tracetag = skynet.genid, skynet.pack, skynet.unpack, 
 
 local function call_direct(node, address, ...)
 	local session = genid()
-	direct_call(node, address, session, self_handle, pack(...))
-	return unpack(yield_call(skcluster, session))
+	if direct_call(node, address, session, self_handle, pack(...)) then
+		return unpack(yield_call(skcluster, session))
+	end
+	-- skcluster is gone: the message path fails the way it always did
+	direct_call, direct_send = nil, nil
+	return skynet.call(skcluster, "lua", node, address, ...)
 end
 
 local function direct_ok(node, address)
@@ -81,7 +85,10 @@ end
 
 function cluster.send(node, address, ...)
 	if direct_ok(node, address) then
-		return direct_send(node, address, pack(...))
+		if direct_send(node, address, pack(...)) then
+			return
+		end
+		direct_call, direct_send = nil, nil
 	end
 	skynet.send(skcluster, "lua", node, address, ...)
 end

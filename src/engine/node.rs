@@ -159,7 +159,14 @@ impl Drop for Node {
         }
         if let Some(t) = self.thread.take() {
             if self.handle.inner.io.on_io_thread() {
-                return; // dropped from a callback: the loop exits on its own
+                // Dropped from a callback: the loop exits on its own, after this returns.
+                // Outbound calls still pending fail now, on this thread, while whatever
+                // their callbacks use (a host that is going away) is still there.
+                let conns: Vec<_> = self.handle.inner.peers.read().values().filter_map(|p| p.st.lock().conn.clone()).collect();
+                for c in conns {
+                    c.close("node shut down");
+                }
+                return;
             }
             let _ = t.join();
         }

@@ -102,13 +102,18 @@ macro_rules! opt {
     }};
 }
 
+/// The host's `skynet_free`, or `free` when it exports none (skynet without jemalloc).
+pub fn skynet_free() -> unsafe extern "C" fn(*mut c_void) {
+    match opt!("skynet_free", unsafe extern "C" fn(*mut c_void)) {
+        Some(f) => f,
+        None => libc::free as unsafe extern "C" fn(*mut c_void),
+    }
+}
+
 impl Api {
     /// Looks every function up; the name of the first missing one on failure.
     pub fn resolve() -> Result<Api, &'static str> {
-        let free = match opt!("skynet_free", unsafe extern "C" fn(*mut c_void)) {
-            Some(f) => f,
-            None => libc::free as unsafe extern "C" fn(*mut c_void),
-        };
+        let free = skynet_free();
         Ok(Api {
             send: need!("skynet_send", unsafe extern "C" fn(*mut c_void, u32, u32, c_int, c_int, *mut c_void, usize) -> c_int),
             callback: need!("skynet_callback", unsafe extern "C" fn(*mut c_void, *mut c_void, skynet_cb)),

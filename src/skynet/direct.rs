@@ -23,9 +23,11 @@
 //! or error, and free it with `skynet_free` (the payload is copied into the link's send
 //! buffer first), as `skynet.call` hands its message to skynet.
 //!
-//! Errors: a wrong argument raises the host's usual `bad argument` error; a node name
-//! that is not UTF-8 is logged and the call answered with `PTYPE_ERROR` (the message path
-//! does the same); after the service is released both raise `skcluster is not running`.
+//! Both return `true` when the request went to the engine, `false` when the service is
+//! no longer running (released: cluster.lua then falls back to the message path, which
+//! fails as it always did). A wrong argument raises the host's usual `bad argument`
+//! error; a node name that is not UTF-8 is logged and the call answered with
+//! `PTYPE_ERROR` (the message path does the same).
 
 use super::{Core, MsgBuf};
 use crate::engine::Address;
@@ -93,12 +95,17 @@ unsafe fn bad_type(api: &LuaApi, l: *mut lua_State, idx: c_int, expected: &str) 
 /// # SAFETY
 /// `l` is the state Lua called us with.
 unsafe fn request(api: &LuaApi, l: *mut lua_State, call: bool) -> LuaResult {
-    let Some(core) = CURRENT.read().clone() else {
-        return Err(error("skcluster is not running"));
-    };
+    let core = CURRENT.read().clone();
+    let free = core.as_ref().map_or_else(super::api::skynet_free, |c| c.api.free);
     let msg_idx = if call { 5 } else { 3 };
     // SAFETY: per this function's contract.
-    let msg = unsafe { take_message(api, l, msg_idx, core.api.free)? };
+    let msg = unsafe { take_message(api, l, msg_idx, free)? };
+    let Some(core) = core else {
+        drop(msg);
+        // SAFETY: `l` is valid with room for one value (LUA_MINSTACK).
+        unsafe { (api.lua_pushboolean)(l, 0) };
+        return Ok(1);
+    };
     // SAFETY (block): `l` is valid; indices 1..=4 are acceptable; the borrowed strings stay
     // valid while their values are on the stack, i.e. for this whole call.
     let (node, addr, session, source) = unsafe {
@@ -136,15 +143,19 @@ unsafe fn request(api: &LuaApi, l: *mut lua_State, call: bool) -> LuaResult {
         };
         (node, addr, session, source)
     };
-    let Ok(node) = std::str::from_utf8(node) else {
-        core.log("skcluster: node name is not UTF-8");
-        if call {
-            core.send(source, super::api::PTYPE_ERROR, session, &[]);
+    match std::str::from_utf8(node) {
+        Ok(node) => core.submit_direct(node, source, session, addr, msg.as_slice()),
+        Err(_) => {
+            core.log("skcluster: node name is not UTF-8");
+            if call {
+                core.send(source, super::api::PTYPE_ERROR, session, &[]);
+            }
         }
-        return Ok(0);
-    };
-    core.submit_direct(node, source, session, addr, msg.as_slice());
-    Ok(0)
+    }
+    drop(msg);
+    // SAFETY: `l` is valid with room for one value (LUA_MINSTACK).
+    unsafe { (api.lua_pushboolean)(l, 1) };
+    Ok(1)
 }
 
 unsafe extern "C-unwind" fn l_call(l: *mut lua_State) -> c_int {

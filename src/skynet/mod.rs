@@ -148,6 +148,8 @@ struct Core {
     delivered: AtomicBool,
     /// Set by `skcluster_release`: the context is gone, nothing may be sent with it.
     released: AtomicBool,
+    /// Uses of the context in progress (see [`Core::with_ctx`]).
+    ctx_users: std::sync::atomic::AtomicUsize,
     /// `None`: the host cannot let us dispatch (or the user turned it off).
     inline: Option<Inline>,
     served_calls: AtomicU32,
@@ -175,6 +177,8 @@ struct DirectBatch {
 thread_local! {
     /// True on the engine's I/O thread (set when it first calls into this service).
     static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How many [`Core::with_ctx`] calls this thread is inside.
+    static CTX_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The I/O thread as a skynet worker for the messages it has just delivered: see
@@ -240,21 +244,43 @@ const INLINE_PAUSE_MAX: Duration = Duration::from_secs(10);
 const INLINE_PAUSE_MEMORY: Duration = Duration::from_secs(10);
 
 impl Core {
-    /// `skynet_send` copying `data` (skynet allocates the message itself).
-    fn send(&self, dest: u32, ty: c_int, session: c_int, data: &[u8]) -> c_int {
-        if self.released.load(Ordering::Acquire) {
-            return -1;
+    /// Runs `f` with the service's skynet context, unless the service is released.
+    /// Callers' workers (direct path) use the context concurrently with
+    /// `skcluster_release`, which waits (see [`Core::retire`]) until no `f` runs, so the
+    /// context is never used after skynet frees it.
+    fn with_ctx<R>(&self, f: impl FnOnce(*mut c_void) -> R) -> Option<R> {
+        self.ctx_users.fetch_add(1, Ordering::SeqCst);
+        CTX_DEPTH.with(|d| d.set(d.get() + 1));
+        let r = if self.released.load(Ordering::SeqCst) { None } else { Some(f(self.ctx.0)) };
+        CTX_DEPTH.with(|d| d.set(d.get() - 1));
+        self.ctx_users.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+
+    /// From `skcluster_release`: no use of the context starts after this, and the ones
+    /// running on other threads have ended when it returns. (One running on this very
+    /// thread, which skynet entered the release from, is not waited for.)
+    fn retire(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        let mine = CTX_DEPTH.with(|d| d.get());
+        while self.ctx_users.load(Ordering::SeqCst) > mine {
+            std::thread::yield_now();
         }
+    }
+
+    /// `skynet_send` copying `data` (skynet allocates the message itself); -1 when it
+    /// failed or the service is released.
+    fn send(&self, dest: u32, ty: c_int, session: c_int, data: &[u8]) -> c_int {
         let p = if data.is_empty() { std::ptr::null_mut() } else { data.as_ptr() as *mut c_void };
-        // SAFETY: ctx is live (see Ctx); without PTYPE_TAG_DONTCOPY skynet copies `sz` bytes
-        // from `p` and never keeps or frees `p`; a NULL data with size 0 is an empty message.
-        unsafe { (self.api.send)(self.ctx.0, 0, dest, ty, session, p, data.len()) }
+        // SAFETY: ctx is live inside with_ctx; without PTYPE_TAG_DONTCOPY skynet copies `sz`
+        // bytes from `p` and never keeps or frees `p`; NULL data with size 0 is an empty message.
+        self.with_ctx(|ctx| unsafe { (self.api.send)(ctx, 0, dest, ty, session, p, data.len()) }).unwrap_or(-1)
     }
 
     fn log(&self, msg: &str) {
         let Ok(c) = CString::new(msg.replace('\0', "\\0")) else { return };
-        // SAFETY: format "%s" with one NUL-terminated string argument; ctx is live.
-        unsafe { (self.api.error)(self.ctx.0, c"%s".as_ptr(), c.as_ptr()) }
+        // SAFETY: format "%s" with one NUL-terminated string argument; ctx is live inside with_ctx.
+        self.with_ctx(|ctx| unsafe { (self.api.error)(ctx, c"%s".as_ptr(), c.as_ptr()) });
     }
 
     /// After pushing messages into skynet: make sure they run. On the I/O thread this is
@@ -343,7 +369,11 @@ impl Core {
         let core = self;
         let guard = self.handle.read();
         let Some(handle) = guard.as_ref() else {
-            // Released meanwhile: the caller's context may be gone too; nothing to answer.
+            // Being released: the caller gets its error while the context still lets us.
+            drop(guard);
+            if session != 0 {
+                self.send(source, PTYPE_ERROR, session, &[]);
+            }
             return;
         };
         let r = if session != 0 {
@@ -474,9 +504,9 @@ impl Core {
             Address::Id(n) => Some(n),
             Address::Name(n) if matches!(n.first(), Some(b'.') | Some(b':')) => {
                 let c = CString::new(n).ok()?;
-                // SAFETY: NUL-terminated name; ctx is live; skynet_queryname only reads the
-                // handle table under its lock (or parses `:hex`).
-                let h = unsafe { (self.api.queryname)(self.ctx.0, c.as_ptr()) };
+                // SAFETY: NUL-terminated name; ctx is live inside with_ctx; skynet_queryname
+                // only reads the handle table under its lock (or parses `:hex`).
+                let h = self.with_ctx(|ctx| unsafe { (self.api.queryname)(ctx, c.as_ptr()) })?;
                 (h != 0).then_some(h)
             }
             Address::Name(_) => None,
@@ -726,6 +756,7 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             wake_pending: AtomicBool::new(false),
             delivered: AtomicBool::new(false),
             released: AtomicBool::new(false),
+            ctx_users: std::sync::atomic::AtomicUsize::new(0),
             served_calls: AtomicU32::new(0),
             served_pushes: AtomicU32::new(0),
             handle: RwLock::new(None),
@@ -795,17 +826,18 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
         }
         drop(inst.node.take()); // joins the I/O thread (unless this is the I/O thread)
         if let Some(core) = inst.core.take() {
-            // From here on the context is gone: an I/O thread still running (we were
-            // released from its inline dispatch) stops using it.
-            core.released.store(true, Ordering::Release);
-            let pending: Vec<Responder> = core.inflight.lock().drain().map(|(_, r)| r).collect();
-            drop(pending);
             if inst.wake_id >= 0 {
                 if let Some(close) = core.api.socket_close {
                     // SAFETY: ctx is still live during release; the id is our bound socket.
                     unsafe { close(core.ctx.0, inst.wake_id) };
                 }
             }
+            // From here on the context is gone: callers' workers still in the direct path
+            // and an I/O thread still running (we were released from its inline dispatch)
+            // stop using it.
+            core.retire();
+            let pending: Vec<Responder> = core.inflight.lock().drain().map(|(_, r)| r).collect();
+            drop(pending);
         }
         if inst.wake_fd >= 0 {
             // SAFETY: our end of the socketpair, closed once.
