@@ -1,5 +1,9 @@
 -- A/B harness, client node: runs the matrix against node "server" and appends one line
--- per row to the file ab_out:
+-- per row to the file ab_out. With ab_gate set (ab.sh does), row i (the push test is the
+-- last index) starts only once the file <ab_gate>.<i> exists, and <ab_gate>.<i>.done is
+-- written after it: ab.sh runs the stock and the native pair row by row, alternating, so
+-- both sides of a row see the same machine (this machine's speed drifts over minutes).
+-- Lines:
 --   row <mode> <size> <conc> <calls> <seconds> <payload bytes> <p50 us> <p99 us> <cpu client s> <cpu server s> <errors>
 --   push <mode> <pushes> <seconds> <cpu client s> <cpu server s>
 -- CPU is utime+stime of each process (/proc/<pid>/stat) over the row.
@@ -27,6 +31,24 @@ local function cpu(pid)
 	local rest = s:match "%) (.*)"
 	local fields = split(rest:gsub(" ", ","))
 	return (tonumber(fields[12]) + tonumber(fields[13])) / CLK_TCK
+end
+
+local gate = skynet.getenv "ab_gate"
+local function exists(path)
+	local f = io.open(path)
+	if f then f:close() end
+	return f ~= nil
+end
+local function wait_turn(i)
+	if gate then
+		while not exists(gate .. "." .. i) do skynet.sleep(1) end
+	end
+end
+local function done(i)
+	if gate then
+		local f = assert(io.open(gate .. "." .. i .. ".done", "w"))
+		f:close()
+	end
 end
 
 local out = assert(io.open(out_path, "a"))
@@ -129,12 +151,18 @@ skynet.start(function()
 	while not pcall(cluster.call, "server", "@sink") do
 		skynet.sleep(10)
 	end
+	local i = 0
 	for _, size in ipairs(split(skynet.getenv "ab_sizes")) do
 		for _, conc in ipairs(split(skynet.getenv "ab_concs")) do
+			wait_turn(i)
 			row(size, tonumber(conc))
+			done(i)
+			i = i + 1
 		end
 	end
+	wait_turn(i)
 	pushes()
+	done(i)
 	out:close()
 	skynet.abort()
 end)

@@ -962,6 +962,14 @@ impl Inst {
     /// it comes back after the messages already queued for us, so everything that arrived
     /// meanwhile leaves in one write per link (and a lone call waits one message longer).
     fn defer(&self, item: Item) {
+        if ON_IO_THREAD.with(|c| c.get()) {
+            // Inline dispatch: the round's batch scope already gathers every write of the
+            // round into one per link; no flush token needed. Items a worker kept go
+            // first (a caller's pushes stay in order).
+            let mut items = std::mem::take(&mut self.pending.lock().items);
+            items.push(item);
+            return self.run(items);
+        }
         let mut p = self.pending.lock();
         if p.lone && !p.scheduled {
             let now = Instant::now();
