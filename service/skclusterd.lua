@@ -49,7 +49,18 @@ skynet.start(function()
 	local _, call_failed = pcall(skynet.call, skcluster, "lua", CMD_PROBE)
 	-- What stock's clusteragent answers for an unknown local name or a dead address.
 	local _, invalid = pcall(skynet.rawcall, ".skcluster\1no-such-service", "lua", "")
-	skynet.call(skcluster, "lua", CMD_TEXTS, tostring(call_failed), tostring(invalid))
+	-- What this skynet's clusterd answers for cluster.open(nodename): skynet 1.x answers
+	-- the node's host and port, master the name and nil. Read off its own source.
+	local open_answers_address = false
+	local clusterd = package.searchpath("clusterd", skynet.getenv "luaservice" or "")
+	local f = clusterd and io.open(clusterd)
+	if f then
+		local src = f:read "*a"
+		f:close()
+		local listen = src:match "function command%.listen(.-)\nend"
+		open_answers_address = listen ~= nil and listen:find("string.match(address", 1, true) ~= nil
+	end
+	skynet.call(skcluster, "lua", CMD_TEXTS, tostring(call_failed), tostring(invalid), open_answers_address)
 	-- The `cluster` config file, as stock's clusterd reads it at start.
 	local config_name = skynet.getenv "cluster"
 	if config_name then

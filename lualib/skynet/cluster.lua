@@ -59,7 +59,8 @@ end
 -- own yield_call (the wait of skynet.call: same session bookkeeping, same "call failed"
 -- error), this service's handle.
 local direct_call, direct_send, yield_call, self_handle
-local genid, pack, unpack, tracetag = skynet.genid, skynet.pack, skynet.unpack, skynet.tracetag
+local genid, pack, unpack = skynet.genid, skynet.pack, skynet.unpack
+local tracetag = skynet.tracetag or function() end	-- skynet versions without tracing
 
 local function call_direct(node, address, ...)
 	local session = genid()
@@ -172,7 +173,7 @@ local function setup_direct()
 			yield_call = v
 		end
 	end
-	if yield_call then
+	if yield_call and genid then
 		self_handle = skynet.self()
 		direct_call, direct_send = m.call, m.send
 	end

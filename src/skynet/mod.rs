@@ -112,8 +112,9 @@ pub enum Cmd {
     NodeState = 5,
     /// Answers with `PTYPE_ERROR`: lets the launcher learn skynet.lua's `call failed` text.
     Probe = 6,
-    /// `texts(call_failed, invalid_address)`: the error texts stock's clusteragent would
-    /// send for a target that raised / an unknown local name (skynet.lua positions).
+    /// `texts(call_failed, invalid_address, open_answers_address)`: the error texts stock's
+    /// clusteragent would send for a target that raised / an unknown local name (skynet.lua
+    /// positions), and whether this skynet's `cluster.open(nodename)` answers host and port.
     Texts = 7,
     /// `stats()`: `calls, pushes` served (inbound) and made (outbound).
     Stats = 8,
@@ -132,6 +133,9 @@ unsafe impl Sync for Ctx {}
 struct Texts {
     call_failed: Vec<u8>,
     invalid_address: Vec<u8>,
+    /// `cluster.open(nodename)` answers the node's host and port (skynet 1.x's clusterd)
+    /// instead of the name and nil (skynet master's).
+    open_answers_address: bool,
 }
 
 /// What the worker side and the I/O side share.
@@ -751,7 +755,11 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             ctx: Ctx(ctx),
             inflight: Mutex::new(HashMap::new()),
             next_session: AtomicU32::new(1),
-            texts: RwLock::new(Texts { call_failed: b"call failed".to_vec(), invalid_address: b"call to invalid address".to_vec() }),
+            texts: RwLock::new(Texts {
+                call_failed: b"call failed".to_vec(),
+                invalid_address: b"call to invalid address".to_vec(),
+                open_answers_address: false,
+            }),
             wake_fd,
             wake_pending: AtomicBool::new(false),
             delivered: AtomicBool::new(false),
@@ -1131,6 +1139,12 @@ impl Inst {
                         let NodeAddr::At(a) = handle.node_addr(host) else { return Err(format!("{host} is down")) };
                         handle.listen(&a).map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
                         core.log(&format!("cluster listen {a} ({host})"));
+                        if core.texts.read().open_answers_address {
+                            // skynet 1.x's clusterd: the node's host and port, as numbers go.
+                            let (h, p) = a.rsplit_once(':').unwrap_or((a.as_str(), ""));
+                            let port = p.parse::<i64>().map(Value::Integer).unwrap_or(Value::Nil);
+                            return Ok(Some(vec![Value::String(h.as_bytes().to_vec()), port]));
+                        }
                         Ok(Some(vec![Value::String(host.as_bytes().to_vec()), Value::Nil]))
                     }
                     p => {
@@ -1192,6 +1206,7 @@ impl Inst {
                 if let Some(s) = arg(2).as_bytes() {
                     t.invalid_address = s.to_vec();
                 }
+                t.open_answers_address = arg(3).truthy();
                 Ok(None)
             }
             c if c == Cmd::Stats as i64 => {
