@@ -506,8 +506,11 @@ fn slow_handler_pauses_inline_dispatch() {
         let a = d.call(60 + i, &pack(&[s("self"), s("@echo"), s("echo"), Value::Integer(i as i64)]));
         assert_eq!((a.ty, a.data), (1, pack(&[Value::Integer(i as i64)])));
     }
-    // The first pause lasts 100 ms; three loopback calls take well under that.
-    assert_eq!(d.inline_count(), before, "inline dispatch ran during its pause");
+    // The first pause lasts 100 ms; three loopback calls take well under that (not so
+    // under valgrind, where only the answers are checked).
+    if std::env::var_os("SKC_DOUBLE_VALGRIND").is_none() {
+        assert_eq!(d.inline_count(), before, "inline dispatch ran during its pause");
+    }
     d.quit();
 }
 
