@@ -28,14 +28,13 @@ modes=${AB_MODES:-stock native}
 rows="$dir/rows.txt"; touch "$rows"
 for mode in $modes; do grep -v " $mode " "$rows" > "$rows.tmp" || true; mv "$rows.tmp" "$rows"; done
 nrows=$(( $(echo "$sizes" | tr ',' '\n' | wc -l) * $(echo "$concs" | tr ',' '\n' | wc -l) ))
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 echo "ab: skynet $SKYNET_ROOT, thread=$AB_THREADS profile=$AB_PROFILE per node, ${duration}s per row; sizes $sizes, concurrency $concs; rows alternate between: $modes"
 declare -A port server
 for mode in $modes; do
-	port[$mode]=$(free_port)
+	port[$mode]=$(ab_free_port)
 	rm -f "$dir/ready.$mode" "$dir/gate.$mode".*
 	ab_config "$dir/server.$mode" $mode abserver "ab_server = \"127.0.0.1:${port[$mode]}\"" "ab_ready = \"$dir/ready.$mode\""
 	(cd "$SKYNET_ROOT" && exec ./skynet "$dir/server.$mode") > "$dir/server.$mode.log" 2>&1 &

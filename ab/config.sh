@@ -48,3 +48,14 @@ ab_cservice() {
 	AB_CSERVICE=$(cd "$dir" && pwd)
 	export AB_CSERVICE
 }
+# The start of the runner scripts: ab_setup LIB_SO BUILD_DIR SUBDIR checks SKYNET_ROOT, makes
+# $dir = BUILD_DIR/SUBDIR (absolute: skynet runs from $SKYNET_ROOT) with the cservice link,
+# and sets $lib.
+ab_setup() {
+	ab_check_root
+	lib=${1:?libskynet_cluster.so}
+	dir="${2:?build dir}/${3:?subdir}"; mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+	ab_cservice "$lib" "$dir/cservice"
+}
+# A free TCP port on 127.0.0.1.
+ab_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -6,10 +6,7 @@
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/config.sh"
-ab_check_root
-lib=${1:?libskynet_cluster.so}; build=${2:?build dir}
-dir="$build/examples"; mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
-ab_cservice "$lib" "$dir/cservice"
+ab_setup "$1" "$2" examples
 status=0
 for mix in "stock stock" "native native" "stock native" "native stock"; do
 	set -- $mix

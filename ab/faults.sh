@@ -4,12 +4,9 @@
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/config.sh"
-ab_check_root
-lib=${1:?libskynet_cluster.so}; build=${2:?build dir}
-dir="$build/faults"; mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
-ab_cservice "$lib" "$dir/cservice"
+ab_setup "$1" "$2" faults
 for run in 1 2 3 4 5; do
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	port=$(ab_free_port)
 	ab_config "$dir/faults" native faults "faults_port = \"$port\""
 	rc=0
 	(cd "$SKYNET_ROOT" && timeout 30 ./skynet "$dir/faults") > "$dir/faults.$run.log" 2>&1 || rc=$?
