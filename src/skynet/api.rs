@@ -70,6 +70,38 @@ pub struct Dispatch {
     pub globalmq_push: unsafe extern "C" fn(*mut c_void),
     pub monitor_new: unsafe extern "C" fn() -> *mut c_void,
     pub monitor_delete: unsafe extern "C" fn(*mut c_void),
+    /// Optional: the service's own queue read directly (see `mod.rs`, "Its own queue").
+    pub own_queue: Option<OwnQueue>,
+}
+
+/// `skynet_mq_handle`, `skynet_mq_pop`, `skynet_globalmq_pop` (skynet_mq.h).
+#[derive(Clone, Copy)]
+pub struct OwnQueue {
+    pub handle: unsafe extern "C" fn(*mut c_void) -> u32,
+    pub pop: unsafe extern "C" fn(*mut c_void, *mut SkynetMessage) -> c_int,
+    pub globalmq_pop: unsafe extern "C" fn() -> *mut c_void,
+}
+
+/// `struct skynet_message` (skynet_mq.h): the type is in the top byte of `sz`.
+#[repr(C)]
+pub struct SkynetMessage {
+    pub source: u32,
+    pub session: c_int,
+    pub data: *mut c_void,
+    pub sz: usize,
+}
+
+impl SkynetMessage {
+    const TYPE_SHIFT: u32 = (std::mem::size_of::<usize>() as u32 - 1) * 8;
+
+    pub fn empty() -> Self {
+        SkynetMessage { source: 0, session: 0, data: std::ptr::null_mut(), sz: 0 }
+    }
+
+    /// `(type, size)` as `dispatch_message` splits them.
+    pub fn type_and_size(&self) -> (c_int, usize) {
+        ((self.sz >> Self::TYPE_SHIFT) as c_int, self.sz & (usize::MAX >> 8))
+    }
 }
 
 fn sym(name: &'static str) -> *mut c_void {
@@ -129,6 +161,13 @@ impl Api {
                     globalmq_push: opt!("skynet_globalmq_push", unsafe extern "C" fn(*mut c_void))?,
                     monitor_new: opt!("skynet_monitor_new", unsafe extern "C" fn() -> *mut c_void)?,
                     monitor_delete: opt!("skynet_monitor_delete", unsafe extern "C" fn(*mut c_void))?,
+                    own_queue: (|| {
+                        Some(OwnQueue {
+                            handle: opt!("skynet_mq_handle", unsafe extern "C" fn(*mut c_void) -> u32)?,
+                            pop: opt!("skynet_mq_pop", unsafe extern "C" fn(*mut c_void, *mut SkynetMessage) -> c_int)?,
+                            globalmq_pop: opt!("skynet_globalmq_pop", unsafe extern "C" fn() -> *mut c_void)?,
+                        })
+                    })(),
                 })
             })(),
         })

@@ -50,6 +50,11 @@
 //! skynet's rule of one thread per service at a time holds: the thread takes queues from
 //! the global queue like a worker.
 //!
+//! When skynet hands the I/O thread this service's own queue, its messages (the targets'
+//! answers) go straight to the callback, without `skynet_context_message_dispatch` and
+//! its two `profile` clock syscalls per message ([`Core::run_own_queue`]); skynet's queue
+//! protocol (pop until empty, or give the queue back) is kept.
+//!
 //! The cost of this is that a slow handler holds up the node's cluster I/O while it runs;
 //! a message that takes longer than [`INLINE_SLOW`] pauses inline dispatch (100 ms, then
 //! doubling while slow messages keep coming, up to 10 s; logged), and `skcluster_inline = false` in the skynet config turns it
@@ -164,6 +169,11 @@ struct Core {
     st: Mutex<State>,
     /// The service's own handle (flush tokens are sent to it).
     self_handle: AtomicU32,
+    /// The instance, for the I/O thread reading the service's own queue; users counted
+    /// as in [`Core::with_ctx`], gone once `skcluster_release` starts.
+    inst: std::sync::atomic::AtomicPtr<Inst>,
+    inst_users: std::sync::atomic::AtomicUsize,
+    inst_gone: AtomicBool,
     /// Requests from callers' workers written later, in one go: see [`Core::submit_direct`].
     direct: Mutex<DirectBatch>,
 }
@@ -183,6 +193,8 @@ thread_local! {
     static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// How many [`Core::with_ctx`] calls this thread is inside.
     static CTX_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How many [`Core::run_own_queue`] calls this thread is inside.
+    static INST_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The I/O thread as a skynet worker for the messages it has just delivered: see
@@ -343,6 +355,9 @@ impl Core {
                 slow = Some(took);
             }
             n += 1;
+            if let (Some(own), false) = (il.d.own_queue, q.is_null()) {
+                q = self.run_own_queue(&own, q, &mut n);
+            }
             if q.is_null() || slow.is_some() || n >= INLINE_BUDGET || start.elapsed() > INLINE_TIME || self.released.load(Ordering::Acquire) {
                 break;
             }
@@ -490,6 +505,68 @@ impl Core {
             std::mem::take(&mut d.pending)
         };
         pending.flush();
+    }
+
+    /// Inline dispatch was handed `q` as the next queue to run: when it is this
+    /// service's own, its messages go straight to the callback, without
+    /// `skynet_context_message_dispatch` around each (which costs two
+    /// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` syscalls per message when skynet's `profile`
+    /// is on: the larger part of a small call's cost on the serving node). Skynet's
+    /// protocol for a queue it handed out is kept: pop until empty (`skynet_mq_pop` then
+    /// takes it out of the global queue), or stop with the queue still ours. Returns the
+    /// queue to go on with (the next one from the global queue when ours ran empty). The
+    /// service's CPU and message counts in skynet's `STAT` leave these messages out.
+    fn run_own_queue(&self, own: &OwnQueue, q: *mut c_void, n: &mut u32) -> *mut c_void {
+        // SAFETY: `q` is a live queue skynet handed us (see after_events).
+        if unsafe { (own.handle)(q) } != self.self_handle.load(Ordering::Relaxed) {
+            return q;
+        }
+        self.inst_users.fetch_add(1, Ordering::SeqCst);
+        INST_DEPTH.with(|d| d.set(d.get() + 1));
+        let inst = self.inst.load(Ordering::SeqCst);
+        let mut q = q;
+        if !self.inst_gone.load(Ordering::SeqCst) && !inst.is_null() {
+            // SAFETY: the instance stays alive while inst_users counts us (release waits).
+            let inst = unsafe { &*inst };
+            while *n < INLINE_BUDGET {
+                let mut m = SkynetMessage::empty();
+                // SAFETY: `q` is ours (handed out by skynet, not in the global queue); `m`
+                // is a valid out-parameter.
+                if unsafe { (own.pop)(q, &mut m) } != 0 {
+                    // Empty: skynet_mq_pop took it out of the global queue's care.
+                    // SAFETY: no precondition.
+                    q = unsafe { (own.globalmq_pop)() };
+                    break;
+                }
+                *n += 1;
+                let (ty, sz) = m.type_and_size();
+                let data: &[u8] = if m.data.is_null() || sz == 0 {
+                    &[]
+                } else {
+                    // SAFETY: a skynet message of `sz` bytes, ours until freed below or kept.
+                    unsafe { std::slice::from_raw_parts(m.data as *const u8, sz) }
+                };
+                let kept = catch(0, || inst.on_message(ty, m.session, m.source, m.data, data));
+                if kept == 0 && !m.data.is_null() {
+                    // SAFETY: as dispatch_message does when the callback returns 0.
+                    unsafe { (self.api.free)(m.data) };
+                }
+            }
+        }
+        INST_DEPTH.with(|d| d.set(d.get() - 1));
+        self.inst_users.fetch_sub(1, Ordering::SeqCst);
+        q
+    }
+
+    /// From `skcluster_release`, first: the I/O thread stops reading the service's queue
+    /// itself; returns once it is not doing so (unless this thread is the one).
+    fn forget_inst(&self) {
+        self.inst_gone.store(true, Ordering::SeqCst);
+        let mine = INST_DEPTH.with(|d| d.get());
+        while self.inst_users.load(Ordering::SeqCst) > mine {
+            std::thread::yield_now();
+        }
+        self.inst.store(std::ptr::null_mut(), Ordering::SeqCst);
     }
 
     fn session(&self) -> i32 {
@@ -770,6 +847,9 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             handle: RwLock::new(None),
             st: Mutex::new(State::default()),
             self_handle: AtomicU32::new(0),
+            inst: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            inst_users: std::sync::atomic::AtomicUsize::new(0),
+            inst_gone: AtomicBool::new(false),
             direct: Mutex::new(DirectBatch::default()),
         });
         // Stock bounds neither its send queues nor message sizes; a skynet node that
@@ -806,7 +886,9 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
         // calling it before skcluster_release); `on_message` matches skynet_cb.
         unsafe { (core.api.callback)(ctx, (inst as *mut Inst).cast(), on_message) };
         direct::set_current(core.clone());
-        inst.core = Some(core);
+        inst.core = Some(core.clone());
+        // Read by the I/O thread only for queues skynet hands out, i.e. after init returned.
+        core.inst.store(inst as *mut Inst, Ordering::SeqCst);
         0
     })
 }
@@ -822,6 +904,12 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
         return;
     }
     catch((), || {
+        // First make sure the I/O thread no longer reads the instance (it only ever takes
+        // shared references), then take it back.
+        // SAFETY: caller contract: a live instance from skcluster_create; read shared.
+        if let Some(core) = unsafe { (*(inst as *const Inst)).core.clone() } {
+            core.forget_inst();
+        }
         // SAFETY: caller contract: the pointer came from Box::into_raw in skcluster_create.
         let mut inst = unsafe { Box::from_raw(inst as *mut Inst) };
         let kept = std::mem::take(&mut inst.pending.lock().items);
