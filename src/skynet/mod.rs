@@ -343,22 +343,28 @@ impl Core {
         let mut q: *mut c_void = std::ptr::null_mut();
         let mut n = 0;
         let mut slow = None;
+        // One clock read per message: each iteration starts where the previous one ended.
+        let mut t = start;
         crate::engine::batch(|| loop {
-            let t = Instant::now();
             // SAFETY: the host exports skynet_context_message_dispatch (skynet_server.c);
             // `monitor` is ours; `q` is NULL or the queue the previous call returned, which
             // skynet hands to the dispatching thread (not in the global queue) until it is
             // passed back here or pushed back below.
             q = unsafe { (il.d.dispatch)(il.monitor, q, -1) };
-            let took = t.elapsed();
-            if took > INLINE_SLOW {
-                slow = Some(took);
+            let mut now = Instant::now();
+            if now.duration_since(t) > INLINE_SLOW {
+                slow = Some(now.duration_since(t));
             }
             n += 1;
             if let (Some(own), false) = (il.d.own_queue, q.is_null()) {
+                let before = q;
                 q = self.run_own_queue(&own, q, &mut n);
+                if q != before {
+                    now = Instant::now();
+                }
             }
-            if q.is_null() || slow.is_some() || n >= INLINE_BUDGET || start.elapsed() > INLINE_TIME || self.released.load(Ordering::Acquire) {
+            t = now;
+            if q.is_null() || slow.is_some() || n >= INLINE_BUDGET || now.duration_since(start) > INLINE_TIME || self.released.load(Ordering::Acquire) {
                 break;
             }
         });
