@@ -155,10 +155,9 @@ struct Core {
     wake_pending: AtomicBool,
     /// The I/O thread pushed messages into skynet during the current round of events.
     delivered: AtomicBool,
-    /// Set by `skcluster_release`: the context is gone, nothing may be sent with it.
-    released: AtomicBool,
-    /// Uses of the context in progress (see [`Core::with_ctx`]).
-    ctx_users: std::sync::atomic::AtomicUsize,
+    /// Uses of the skynet context from any thread; closed by `skcluster_release` (the
+    /// context is gone after it, nothing may be sent with it).
+    ctx_gate: Gate,
     /// `None`: the host cannot let us dispatch (or the user turned it off).
     inline: Option<Inline>,
     served_calls: AtomicU32,
@@ -169,11 +168,10 @@ struct Core {
     st: Mutex<State>,
     /// The service's own handle (flush tokens are sent to it).
     self_handle: AtomicU32,
-    /// The instance, for the I/O thread reading the service's own queue; users counted
-    /// as in [`Core::with_ctx`], gone once `skcluster_release` starts.
+    /// The instance, for the I/O thread reading the service's own queue, used inside
+    /// `inst_gate`, which `skcluster_release` closes first.
     inst: std::sync::atomic::AtomicPtr<Inst>,
-    inst_users: std::sync::atomic::AtomicUsize,
-    inst_gone: AtomicBool,
+    inst_gate: Gate,
     /// Requests from callers' workers written later, in one go: see [`Core::submit_direct`].
     direct: Mutex<DirectBatch>,
 }
@@ -191,10 +189,56 @@ struct DirectBatch {
 thread_local! {
     /// True on the engine's I/O thread (set when it first calls into this service).
     static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// How many [`Core::with_ctx`] calls this thread is inside.
+    /// How many uses of each [`Gate`] this thread is inside.
     static CTX_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// How many [`Core::run_own_queue`] calls this thread is inside.
     static INST_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Something other threads may use until `skcluster_release` takes it away (the skynet
+/// context, the instance): uses are counted, and [`Gate::close`] returns once none runs
+/// on another thread. A use on the closing thread itself (skynet entered the release from
+/// inside one) is not waited for: it is further up this thread's stack.
+struct Gate {
+    users: std::sync::atomic::AtomicUsize,
+    closed: AtomicBool,
+    depth: &'static std::thread::LocalKey<std::cell::Cell<usize>>,
+}
+
+impl Gate {
+    fn new(depth: &'static std::thread::LocalKey<std::cell::Cell<usize>>) -> Gate {
+        Gate { users: std::sync::atomic::AtomicUsize::new(0), closed: AtomicBool::new(false), depth }
+    }
+
+    /// Runs `f` unless the gate is closed.
+    fn run<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        struct Leave<'a>(&'a Gate);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.depth.with(|d| d.set(d.get() - 1));
+                self.0.users.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        // SeqCst on both sides: either this use sees `closed`, or `close` sees the use.
+        self.users.fetch_add(1, Ordering::SeqCst);
+        self.depth.with(|d| d.set(d.get() + 1));
+        let _leave = Leave(self);
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(f())
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mine = self.depth.with(|d| d.get());
+        while self.users.load(Ordering::SeqCst) > mine {
+            std::thread::yield_now();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
 }
 
 /// The I/O thread as a skynet worker for the messages it has just delivered: see
@@ -262,26 +306,10 @@ const INLINE_PAUSE_MEMORY: Duration = Duration::from_secs(10);
 impl Core {
     /// Runs `f` with the service's skynet context, unless the service is released.
     /// Callers' workers (direct path) use the context concurrently with
-    /// `skcluster_release`, which waits (see [`Core::retire`]) until no `f` runs, so the
+    /// `skcluster_release`, which closes `ctx_gate` (waiting until no `f` runs), so the
     /// context is never used after skynet frees it.
     fn with_ctx<R>(&self, f: impl FnOnce(*mut c_void) -> R) -> Option<R> {
-        self.ctx_users.fetch_add(1, Ordering::SeqCst);
-        CTX_DEPTH.with(|d| d.set(d.get() + 1));
-        let r = if self.released.load(Ordering::SeqCst) { None } else { Some(f(self.ctx.0)) };
-        CTX_DEPTH.with(|d| d.set(d.get() - 1));
-        self.ctx_users.fetch_sub(1, Ordering::SeqCst);
-        r
-    }
-
-    /// From `skcluster_release`: no use of the context starts after this, and the ones
-    /// running on other threads have ended when it returns. (One running on this very
-    /// thread, which skynet entered the release from, is not waited for.)
-    fn retire(&self) {
-        self.released.store(true, Ordering::SeqCst);
-        let mine = CTX_DEPTH.with(|d| d.get());
-        while self.ctx_users.load(Ordering::SeqCst) > mine {
-            std::thread::yield_now();
-        }
+        self.ctx_gate.run(|| f(self.ctx.0))
     }
 
     /// `skynet_send` copying `data` (skynet allocates the message itself); -1 when it
@@ -346,10 +374,11 @@ impl Core {
         // One clock read per message: each iteration starts where the previous one ended.
         let mut t = start;
         crate::engine::batch(|| loop {
-            // SAFETY: the host exports skynet_context_message_dispatch (skynet_server.c);
-            // `monitor` is ours; `q` is NULL or the queue the previous call returned, which
-            // skynet hands to the dispatching thread (not in the global queue) until it is
-            // passed back here or pushed back below.
+            // `q` is NULL or the queue the previous call returned, which skynet hands to the
+            // dispatching thread (not in the global queue) until it is passed back here or
+            // pushed back below.
+            // SAFETY: the host's skynet_context_message_dispatch (skynet_server.c); `monitor`
+            // is ours; `q` as above.
             q = unsafe { (il.d.dispatch)(il.monitor, q, -1) };
             let mut now = Instant::now();
             if now.duration_since(t) > INLINE_SLOW {
@@ -364,7 +393,7 @@ impl Core {
                 }
             }
             t = now;
-            if q.is_null() || slow.is_some() || n >= INLINE_BUDGET || now.duration_since(start) > INLINE_TIME || self.released.load(Ordering::Acquire) {
+            if q.is_null() || slow.is_some() || n >= INLINE_BUDGET || now.duration_since(start) > INLINE_TIME || self.ctx_gate.is_closed() {
                 break;
             }
         });
@@ -527,12 +556,14 @@ impl Core {
         if unsafe { (own.handle)(q) } != self.self_handle.load(Ordering::Relaxed) {
             return q;
         }
-        self.inst_users.fetch_add(1, Ordering::SeqCst);
-        INST_DEPTH.with(|d| d.set(d.get() + 1));
-        let inst = self.inst.load(Ordering::SeqCst);
         let mut q = q;
-        if !self.inst_gone.load(Ordering::SeqCst) && !inst.is_null() {
-            // SAFETY: the instance stays alive while inst_users counts us (release waits).
+        self.inst_gate.run(|| {
+            let inst = self.inst.load(Ordering::SeqCst);
+            if inst.is_null() {
+                return;
+            }
+            // SAFETY: the instance stays alive while we are inside inst_gate (release
+            // closes it first and waits).
             let inst = unsafe { &*inst };
             while *n < INLINE_BUDGET {
                 let mut m = SkynetMessage::empty();
@@ -558,21 +589,8 @@ impl Core {
                     unsafe { (self.api.free)(m.data) };
                 }
             }
-        }
-        INST_DEPTH.with(|d| d.set(d.get() - 1));
-        self.inst_users.fetch_sub(1, Ordering::SeqCst);
+        });
         q
-    }
-
-    /// From `skcluster_release`, first: the I/O thread stops reading the service's queue
-    /// itself; returns once it is not doing so (unless this thread is the one).
-    fn forget_inst(&self) {
-        self.inst_gone.store(true, Ordering::SeqCst);
-        let mine = INST_DEPTH.with(|d| d.get());
-        while self.inst_users.load(Ordering::SeqCst) > mine {
-            std::thread::yield_now();
-        }
-        self.inst.store(std::ptr::null_mut(), Ordering::SeqCst);
     }
 
     fn session(&self) -> i32 {
@@ -846,16 +864,14 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             wake_fd,
             wake_pending: AtomicBool::new(false),
             delivered: AtomicBool::new(false),
-            released: AtomicBool::new(false),
-            ctx_users: std::sync::atomic::AtomicUsize::new(0),
+            ctx_gate: Gate::new(&CTX_DEPTH),
             served_calls: AtomicU32::new(0),
             served_pushes: AtomicU32::new(0),
             handle: RwLock::new(None),
             st: Mutex::new(State::default()),
             self_handle: AtomicU32::new(0),
             inst: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
-            inst_users: std::sync::atomic::AtomicUsize::new(0),
-            inst_gone: AtomicBool::new(false),
+            inst_gate: Gate::new(&INST_DEPTH),
             direct: Mutex::new(DirectBatch::default()),
         });
         // Stock bounds neither its send queues nor message sizes; a skynet node that
@@ -914,7 +930,7 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
         // shared references), then take it back.
         // SAFETY: caller contract: a live instance from skcluster_create; read shared.
         if let Some(core) = unsafe { (*(inst as *const Inst)).core.clone() } {
-            core.forget_inst();
+            core.inst_gate.close();
         }
         // SAFETY: caller contract: the pointer came from Box::into_raw in skcluster_create.
         let mut inst = unsafe { Box::from_raw(inst as *mut Inst) };
@@ -937,7 +953,7 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
             // From here on the context is gone: callers' workers still in the direct path
             // and an I/O thread still running (we were released from its inline dispatch)
             // stop using it.
-            core.retire();
+            core.ctx_gate.close();
             let pending: Vec<Responder> = core.inflight.lock().drain().map(|(_, r)| r).collect();
             drop(pending);
         }
