@@ -1362,3 +1362,75 @@ fn read_addr(b: &[u8]) -> Option<(OwnedAddr, usize)> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn gate_close_waits_for_uses_on_other_threads() {
+        let gate = Arc::new(Gate::new(&CTX_DEPTH));
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let user = {
+            let (gate, finished) = (gate.clone(), finished.clone());
+            std::thread::spawn(move || {
+                gate.run(|| {
+                    inside_tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(50));
+                    finished.store(1, Ordering::SeqCst);
+                })
+            })
+        };
+        inside_rx.recv().unwrap();
+        gate.close();
+        // close returned: the use that had started is over
+        assert_eq!(finished.load(Ordering::SeqCst), 1);
+        assert_eq!(user.join().unwrap(), Some(()));
+        // and no use starts any more
+        assert_eq!(gate.run(|| 7), None);
+        assert!(gate.is_closed());
+    }
+
+    #[test]
+    fn gate_closed_from_inside_a_use_on_the_same_thread_does_not_wait_for_itself() {
+        let gate = Gate::new(&INST_DEPTH);
+        // skynet re-entering the release from inside a use of the same thread
+        let r = gate.run(|| {
+            gate.close();
+            "closed"
+        });
+        assert_eq!(r, Some("closed"));
+        assert_eq!(gate.users.load(Ordering::SeqCst), 0);
+        assert_eq!(gate.run(|| ()), None);
+    }
+
+    #[test]
+    fn gate_use_that_panics_still_leaves() {
+        let gate = Gate::new(&CTX_DEPTH);
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| gate.run(|| panic!("in a use"))));
+        assert!(r.is_err());
+        assert_eq!(gate.users.load(Ordering::SeqCst), 0);
+        gate.close(); // would spin forever if the use were still counted
+        assert_eq!(CTX_DEPTH.with(|d| d.get()), 0);
+    }
+
+    #[test]
+    fn pause_doubles_while_slow_messages_keep_coming() {
+        let mut p = Pause::default();
+        let t0 = Instant::now();
+        assert_eq!(p.start(t0), INLINE_PAUSE_MIN);
+        assert_eq!(p.start(t0 + Duration::from_secs(1)), INLINE_PAUSE_MIN * 2);
+        assert_eq!(p.start(t0 + Duration::from_secs(2)), INLINE_PAUSE_MIN * 4);
+        let mut t = t0 + Duration::from_secs(3);
+        for _ in 0..20 {
+            p.start(t);
+            t += Duration::from_secs(1);
+        }
+        assert_eq!(p.last.unwrap().0, INLINE_PAUSE_MAX, "capped");
+        assert_eq!(p.until, Some(t - Duration::from_secs(1) + INLINE_PAUSE_MAX));
+        // a slow message long after the last one starts over
+        assert_eq!(p.start(t + INLINE_PAUSE_MEMORY), INLINE_PAUSE_MIN);
+    }
+}
