@@ -26,6 +26,32 @@ fn every_size_class_round_trips() {
     assert_eq!(st.connects, 1);
 }
 
+/// `batch_deferred`: what the scope queued is written when the returned `Deferred` is
+/// flushed, here from another thread, or dropped; inside an outer scope it returns
+/// nothing and the outer scope writes.
+#[test]
+fn deferred_batches_are_written_by_flush_or_drop() {
+    let (_s, addr, seen) = server(Config::default());
+    let c = client(Config::default(), &addr);
+    assert_eq!(c.call("srv", Address::Id(ECHO), b"up", GUARD).unwrap(), b"up");
+    let ((), d) = skynet_cluster::engine::batch_deferred(|| {
+        for _ in 0..100 {
+            c.push("srv", Address::Id(SINK), b"d").unwrap();
+        }
+    });
+    assert!(!d.is_empty());
+    std::thread::spawn(move || d.flush()).join().unwrap();
+    wait_until(|| seen.pushes.load(Ordering::SeqCst) == 100);
+    let ((), d) = skynet_cluster::engine::batch_deferred(|| c.push("srv", Address::Id(SINK), b"e").unwrap());
+    drop(d);
+    wait_until(|| seen.pushes.load(Ordering::SeqCst) == 101);
+    let inner = c.batch(|| skynet_cluster::engine::batch_deferred(|| c.push("srv", Address::Id(SINK), b"f").unwrap()).1);
+    assert!(inner.is_empty(), "the outer scope owns the write");
+    wait_until(|| seen.pushes.load(Ordering::SeqCst) == 102);
+    // per-link order holds across all of it
+    assert_eq!(c.call("srv", Address::Id(SINK), b"", GUARD).unwrap(), b"102");
+}
+
 #[test]
 fn non_at_names_reach_the_service() {
     let (_s, addr, seen) = server(Config::default());
