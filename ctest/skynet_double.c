@@ -20,13 +20,15 @@
  *   skynet_queryname  ".name" from the names given on stdin, ":hex" parsed, else 0.
  *   skynet_command    "REG" with no name: the context's handle as ":%08x"; "GETENV":
  *                     this process's environment variable of that name.
- *   skynet_context_message_dispatch, skynet_globalmq_push, skynet_monitor_new/_delete:
+ *   skynet_context_message_dispatch, skynet_globalmq_push/_pop, skynet_monitor_new/
+ *   _delete, skynet_mq_handle/_pop:
  *                     the service's inline dispatch. The double has one message queue
  *                     (skynet has one per service plus a global queue of queues):
  *                     dispatching runs its next message on the calling thread (the
- *                     engine's I/O thread) and answers non-NULL while more are queued.
- *                     One lock keeps messages one at a time and in order across that
- *                     thread and main(), as skynet runs one service on one thread at a time.
+ *                     engine's I/O thread); when the next is the service's, the service's
+ *                     "queue" is handed out and read with skynet_mq_pop. One lock keeps
+ *                     messages one at a time and in order across that thread and main(),
+ *                     as skynet runs one service on one thread at a time.
  * Not defined: skynet_socket_bind / skynet_socket_close (the service then runs without
  * its worker wake-up channel, which only matters inside skynet), skynet_free (the
  * service falls back to free, which is what skynet_free is without jemalloc).
@@ -53,7 +55,8 @@
  *   caller H | echo H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | stats |
  *   lua CHUNK | quit
  * stdout: "ready <service handle>", then deliver/push/trace/log/sync lines ("stats
- * inline=N": messages run by inline dispatch so far), and
+ * inline=N own=M": messages run by inline dispatch so far, M of them read from the
+ * service's own queue), and
  * "released" after quit (the service is released with skcluster_release).
  */
 #include <dlfcn.h>
@@ -102,7 +105,7 @@ static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct msg *head, *tail;
 /* Held while a message runs, by main() or by inline dispatch: one at a time, in order. */
 static pthread_mutex_t dispatch_mu = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long dispatched_inline;
+static unsigned long dispatched_inline, dispatched_own;
 
 #define MAXH 64
 static uint32_t echos[MAXH], callers[MAXH];
@@ -287,10 +290,63 @@ static struct msg *pop_ordinary(void) {
 	return m;
 }
 
-static int the_queue; /* what dispatch answers while messages are queued */
+/* Queues as skynet hands them out to a dispatching thread: the service's own, and one
+ * standing for all the others. Holding the service's queue means holding dispatch_mu, as
+ * skynet's queue ownership keeps one thread on a service: taken when the queue is handed
+ * out, given up when skynet_mq_pop finds it empty, or when it is pushed or passed back. */
+static int service_queue, other_queue;
+
+void *skynet_globalmq_pop(void) {
+	pthread_mutex_lock(&mu);
+	int ordinary = head && head->type >= 0;
+	int ours = ordinary && head->dest == SERVICE.handle;
+	pthread_mutex_unlock(&mu);
+	if (!ordinary) return NULL;
+	if (!ours) return &other_queue;
+	pthread_mutex_lock(&dispatch_mu);
+	return &service_queue;
+}
+
+uint32_t skynet_mq_handle(void *q) {
+	return q == &service_queue ? SERVICE.handle : 0;
+}
+
+/* Skynet's own layout (skynet_mq.h): the type in the top byte of sz. */
+struct skynet_message {
+	uint32_t source;
+	int session;
+	void *data;
+	size_t sz;
+};
+
+int skynet_mq_pop(void *q, struct skynet_message *out) {
+	if (q != &service_queue) return 1;
+	pthread_mutex_lock(&mu);
+	struct msg *m = head;
+	if (m && m->type >= 0 && m->dest == SERVICE.handle && !released) {
+		head = m->next;
+		if (!head) tail = NULL;
+	} else {
+		m = NULL;
+	}
+	pthread_mutex_unlock(&mu);
+	if (!m) {
+		pthread_mutex_unlock(&dispatch_mu); /* empty: the queue is given up */
+		return 1;
+	}
+	dispatched_inline++;
+	dispatched_own++;
+	out->source = m->source;
+	out->session = m->session;
+	out->data = m->data;
+	out->sz = m->sz | ((size_t)m->type << ((sizeof(size_t) - 1) * 8));
+	free(m);
+	return 0;
+}
 
 void *skynet_context_message_dispatch(void *sm, void *q, int weight) {
-	(void)sm; (void)q; (void)weight;
+	(void)sm; (void)weight;
+	if (q == &service_queue) pthread_mutex_unlock(&dispatch_mu); /* passed back: run it as any */
 	pthread_mutex_lock(&dispatch_mu);
 	struct msg *m = pop_ordinary();
 	if (m) {
@@ -298,13 +354,12 @@ void *skynet_context_message_dispatch(void *sm, void *q, int weight) {
 		run_message(m);
 	}
 	pthread_mutex_unlock(&dispatch_mu);
-	pthread_mutex_lock(&mu);
-	int more = head && head->type >= 0;
-	pthread_mutex_unlock(&mu);
-	return m && more ? &the_queue : NULL;
+	return m ? skynet_globalmq_pop() : NULL;
 }
 
-void skynet_globalmq_push(void *q) { (void)q; /* the double's one queue is always queued */ }
+void skynet_globalmq_push(void *q) {
+	if (q == &service_queue) pthread_mutex_unlock(&dispatch_mu);
+}
 void *skynet_monitor_new(void) { return calloc(1, 64); }
 void skynet_monitor_delete(void *m) { free(m); }
 
@@ -395,10 +450,10 @@ static void *reader(void *arg) {
 			run_lua(line + 4);
 		} else if (strcmp(line, "stats") == 0) {
 			pthread_mutex_lock(&dispatch_mu);
-			unsigned long n = dispatched_inline;
+			unsigned long n = dispatched_inline, own = dispatched_own;
 			pthread_mutex_unlock(&dispatch_mu);
 			pthread_mutex_lock(&out_mu);
-			printf("stats inline=%lu\n", n);
+			printf("stats inline=%lu own=%lu\n", n, own);
 			fflush(stdout);
 			pthread_mutex_unlock(&out_mu);
 		} else if (strcmp(line, "quit") == 0) {
