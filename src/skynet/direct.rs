@@ -25,9 +25,10 @@
 //!
 //! Both return `true` when the request went to the engine, `false` when the service is
 //! no longer running (released: cluster.lua then falls back to the message path, which
-//! fails as it always did). A wrong argument raises the host's usual `bad argument`
-//! error; a node name that is not UTF-8 is logged and the call answered with
-//! `PTYPE_ERROR` (the message path does the same).
+//! fails as it always did). A wrong argument raises `bad argument #N (... expected, got
+//! ...)` (session and source through the host's own `luaL_checkinteger`); a node name
+//! that is not UTF-8 is logged and the call answered with `PTYPE_ERROR` (the message path
+//! does the same).
 
 use super::{Core, MsgBuf};
 use crate::engine::Address;
