@@ -135,7 +135,10 @@ impl Node {
             deferred: Mutex::new(Vec::new()),
         });
         let lp = IoLoop::new(poll, inner.clone());
-        let thread = std::thread::Builder::new().name("skc-io".into()).spawn(move || lp.run())?;
+        // The host's callbacks run on this thread, and inside skynet so do Lua services
+        // (inline dispatch): give it the stack a pthread gets by default (8 MiB, committed
+        // only as used), not Rust's 2 MiB, so deep Lua or C recursion fits as on a worker.
+        let thread = std::thread::Builder::new().name("skc-io".into()).stack_size(IO_STACK).spawn(move || lp.run())?;
         Ok(Node { handle: Handle { inner }, thread: Some(thread) })
     }
 
@@ -172,6 +175,9 @@ impl Drop for Node {
         }
     }
 }
+
+/// Stack size of the I/O thread (see `Node::new`).
+const IO_STACK: usize = 8 << 20;
 
 /// A call's options beyond node, address and payload.
 #[derive(Clone, Copy, Debug, Default)]
