@@ -276,11 +276,12 @@ static void run_message(struct msg *m) {
 	free(m);
 }
 
-/* The next message when it is an ordinary one (quit and sync stay for main()). */
-static struct msg *pop_ordinary(void) {
+/* The next message when it is an ordinary one (quit and sync stay for main()), and,
+ * with `only_service`, one for the service. */
+static struct msg *pop_ordinary(int only_service) {
 	pthread_mutex_lock(&mu);
 	struct msg *m = head;
-	if (m && m->type >= 0) {
+	if (m && m->type >= 0 && (!only_service || m->dest == SERVICE.handle)) {
 		head = m->next;
 		if (!head) tail = NULL;
 	} else {
@@ -321,15 +322,7 @@ struct skynet_message {
 
 int skynet_mq_pop(void *q, struct skynet_message *out) {
 	if (q != &service_queue) return 1;
-	pthread_mutex_lock(&mu);
-	struct msg *m = head;
-	if (m && m->type >= 0 && m->dest == SERVICE.handle && !released) {
-		head = m->next;
-		if (!head) tail = NULL;
-	} else {
-		m = NULL;
-	}
-	pthread_mutex_unlock(&mu);
+	struct msg *m = released ? NULL : pop_ordinary(1);
 	if (!m) {
 		pthread_mutex_unlock(&dispatch_mu); /* empty: the queue is given up */
 		return 1;
@@ -348,7 +341,7 @@ void *skynet_context_message_dispatch(void *sm, void *q, int weight) {
 	(void)sm; (void)weight;
 	if (q == &service_queue) pthread_mutex_unlock(&dispatch_mu); /* passed back: run it as any */
 	pthread_mutex_lock(&dispatch_mu);
-	struct msg *m = pop_ordinary();
+	struct msg *m = pop_ordinary(0);
 	if (m) {
 		dispatched_inline++;
 		run_message(m);

@@ -97,7 +97,7 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,9 @@ struct Core {
     inline: Option<Inline>,
     served_calls: AtomicU32,
     served_pushes: AtomicU32,
+    /// Calls and pushes made (outbound), counted without a lock on the hot path.
+    made_calls: AtomicU64,
+    made_pushes: AtomicU64,
     /// The engine, for calls and pushes (from the service's callback and from callers'
     /// workers, see `direct.rs`); `None` once released.
     handle: RwLock<Option<Handle>>,
@@ -438,15 +441,15 @@ impl Core {
             handle.push(node, addr, payload)
         };
         drop(guard);
-        let mut st = self.st.lock();
-        if session != 0 {
-            st.calls += 1;
-        } else {
-            st.pushes += 1;
-        }
-        match r {
-            Ok(()) => {}
-            Err(CallError::NodeAbsent(_)) if !st.nowaiting => {
+        let made = if session != 0 { &self.made_calls } else { &self.made_pushes };
+        made.fetch_add(1, Ordering::Relaxed);
+        let e = match r {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if matches!(e, CallError::NodeAbsent(_)) {
+            let mut st = self.st.lock();
+            if !st.nowaiting {
                 let q = st.waiting.entry(node.to_string()).or_default();
                 if q.is_empty() {
                     core.log(&format!("Waiting for cluster node [{node}]"));
@@ -456,15 +459,13 @@ impl Core {
                     Address::Name(n) => OwnedAddr::Name(n.to_vec()),
                 };
                 q.push(Waiting { source, session, addr, payload: payload.to_vec(), trace: trace.map(|t| t.to_vec()) });
+                return;
             }
-            Err(e) => {
-                drop(st);
-                let what = if session != 0 { "call" } else { "push" };
-                core.log(&format!("cluster {what} to [{node}] failed: {}", describe(&e)));
-                if session != 0 {
-                    core.send(source, PTYPE_ERROR, session, &[]);
-                }
-            }
+        }
+        let what = if session != 0 { "call" } else { "push" };
+        core.log(&format!("cluster {what} to [{node}] failed: {}", describe(&e)));
+        if session != 0 {
+            core.send(source, PTYPE_ERROR, session, &[]);
         }
     }
 
@@ -526,10 +527,16 @@ impl Core {
         if !d.scheduled && !d.pending.is_empty() {
             d.scheduled = true;
             drop(d);
-            if self.send(self.self_handle.load(Ordering::Relaxed), PTYPE_TEXT, 0, &[]) < 0 {
+            if self.send_flush_token() < 0 {
                 self.flush_direct();
             }
         }
+    }
+
+    /// An empty `PTYPE_TEXT` to ourselves: it comes back after the messages queued for us
+    /// meanwhile, and then kept work is written (see "Batching").
+    fn send_flush_token(&self) -> c_int {
+        self.send(self.self_handle.load(Ordering::Relaxed), PTYPE_TEXT, 0, &[])
     }
 
     /// The flush token came back: write what direct requests queued.
@@ -727,19 +734,14 @@ struct State {
     names: HashMap<Vec<u8>, u32>,
     name_of: HashMap<u32, Vec<u8>>,
     nowaiting: bool,
-    calls: u64,
-    pushes: u64,
 }
 
 /// One service instance (what `skcluster_create` returns).
 pub struct Inst {
     core: Option<Arc<Core>>,
-    /// Our own handle (the flush token is sent to it).
-    self_handle: u32,
     /// Answers and requests kept (with their skynet messages) until the flush token.
     pending: Mutex<Pending>,
     node: Option<Node>,
-    handle: Option<Handle>,
     wake_id: c_int,
     wake_fd: c_int,
 }
@@ -802,7 +804,7 @@ fn catch<R>(default: R, f: impl FnOnce() -> R) -> R {
 #[no_mangle]
 pub extern "C" fn skcluster_create() -> *mut c_void {
     catch(std::ptr::null_mut(), || {
-        let inst = Box::new(Inst { core: None, self_handle: 0, pending: Mutex::new(Pending::default()), node: None, handle: None, wake_id: -1, wake_fd: -1 });
+        let inst = Box::new(Inst { core: None, pending: Mutex::new(Pending::default()), node: None, wake_id: -1, wake_fd: -1 });
         Box::into_raw(inst).cast()
     })
 }
@@ -867,6 +869,8 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             ctx_gate: Gate::new(&CTX_DEPTH),
             served_calls: AtomicU32::new(0),
             served_pushes: AtomicU32::new(0),
+            made_calls: AtomicU64::new(0),
+            made_pushes: AtomicU64::new(0),
             handle: RwLock::new(None),
             st: Mutex::new(State::default()),
             self_handle: AtomicU32::new(0),
@@ -888,18 +892,18 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
         // SAFETY: ctx is live; "REG" with a NULL name returns our handle as ":%08x" in a
         // buffer owned by the context (copied out at once).
         let reg = unsafe { (core.api.command)(ctx, c"REG".as_ptr(), std::ptr::null()) };
+        let mut me = 0;
         if !reg.is_null() {
             // SAFETY: skynet_command returns a NUL-terminated string.
             let text = unsafe { std::ffi::CStr::from_ptr(reg) }.to_string_lossy();
-            inst.self_handle = text.strip_prefix(':').and_then(|h| u32::from_str_radix(h, 16).ok()).unwrap_or(0);
+            me = text.strip_prefix(':').and_then(|h| u32::from_str_radix(h, 16).ok()).unwrap_or(0);
         }
-        if inst.self_handle == 0 {
+        if me == 0 {
             core.log("skcluster: cannot learn the service's own handle");
             return 1;
         }
-        core.self_handle.store(inst.self_handle, Ordering::Relaxed);
+        core.self_handle.store(me, Ordering::Relaxed);
         node.set_service(Arc::new(Inbox(core.clone())));
-        inst.handle = Some(node.handle());
         *core.handle.write() = Some(node.handle());
         inst.node = Some(node);
         inst.wake_fd = wake_fd;
@@ -936,7 +940,6 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
         let mut inst = unsafe { Box::from_raw(inst as *mut Inst) };
         let kept = std::mem::take(&mut inst.pending.lock().items);
         drop(kept); // unanswered inbound calls get "no response"; kept messages are freed
-        inst.handle = None;
         if let Some(core) = inst.core.as_ref() {
             // No new calls from callers' workers; breaks the core -> engine -> core cycle.
             direct::clear_current(core);
@@ -1030,7 +1033,7 @@ impl Inst {
                     return 1;
                 }
             }
-            PTYPE_TEXT if source == self.self_handle => {
+            PTYPE_TEXT if source == core.self_handle.load(Ordering::Relaxed) => {
                 core.flush_direct();
                 self.flush();
             }
@@ -1103,7 +1106,7 @@ impl Inst {
         if !p.scheduled {
             p.scheduled = true;
             drop(p);
-            self.core().send(self.self_handle, PTYPE_TEXT, 0, &[]);
+            self.core().send_flush_token();
         }
     }
 
@@ -1209,7 +1212,7 @@ impl Inst {
     /// `Err(text)`: log `text`, answer `PTYPE_ERROR`.
     fn control(&self, source: u32, v: &[Value]) -> Result<Option<Vec<Value>>, String> {
         let core = self.core();
-        let handle = self.handle.as_ref().expect("initialised");
+        let handle: &Handle = self.node.as_ref().expect("initialised");
         let cmd = v.first().and_then(|c| c.as_integer()).ok_or("skcluster: bad control message")?;
         let arg = |i: usize| v.get(i).cloned().unwrap_or(Value::Nil);
         match cmd {
@@ -1320,12 +1323,11 @@ impl Inst {
                 Ok(None)
             }
             c if c == Cmd::Stats as i64 => {
-                let st = self.core().st.lock();
                 Ok(Some(vec![
                     Value::Integer(core.served_calls.load(Ordering::Relaxed) as i64),
                     Value::Integer(core.served_pushes.load(Ordering::Relaxed) as i64),
-                    Value::Integer(st.calls as i64),
-                    Value::Integer(st.pushes as i64),
+                    Value::Integer(core.made_calls.load(Ordering::Relaxed) as i64),
+                    Value::Integer(core.made_pushes.load(Ordering::Relaxed) as i64),
                 ]))
             }
             other => Err(format!("skcluster: unknown command {other}")),
