@@ -21,14 +21,16 @@
  *   skynet_command    "REG" with no name: the context's handle as ":%08x"; "GETENV":
  *                     this process's environment variable of that name.
  *   skynet_context_message_dispatch, skynet_globalmq_push/_pop, skynet_monitor_new/
- *   _delete, skynet_mq_handle/_pop:
+ *   _delete/_check, skynet_mq_handle/_pop:
  *                     the service's inline dispatch. The double has one message queue
  *                     (skynet has one per service plus a global queue of queues):
  *                     dispatching runs its next message on the calling thread (the
  *                     engine's I/O thread); when the next is the service's, the service's
  *                     "queue" is handed out and read with skynet_mq_pop. One lock keeps
  *                     messages one at a time and in order across that thread and main(),
- *                     as skynet runs one service on one thread at a time.
+ *                     as skynet runs one service on one thread at a time. Dispatch
+ *                     triggers the monitor around each message and _check warns about a
+ *                     message running since the previous check, as skynet_monitor.c does.
  * Not defined: skynet_socket_bind / skynet_socket_close (the service then runs without
  * its worker wake-up channel, which only matters inside skynet), skynet_free (the
  * service falls back to free, which is what skynet_free is without jemalloc).
@@ -45,7 +47,8 @@
  *                     packed value is the string "echo" with the rest of the message
  *                     (= skynet.pack of the remaining arguments, what stock's echo
  *                     returns; "slow" does the same after 20 ms, a handler that takes
- *                     long), any other command with PTYPE_ERROR (what a Lua service
+ *                     long, "hang" after 10.3 s, one that skynet's endless-loop check
+ *                     flags), any other command with PTYPE_ERROR (what a Lua service
  *                     that raises sends), and prints pushes ("push <dest> <hex>") and
  *                     trace tags ("trace <dest> <hex>").
  *   callers           handles that exist and print what they receive
@@ -53,7 +56,9 @@
  *
  * stdin, one command a line (handles in hex):
  *   caller H | echo H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | stats |
- *   lua CHUNK | quit
+ *   lua CHUNK | workers off | workers on | quit
+ * ("workers off": the main thread, which plays skynet's workers, leaves ordinary messages
+ * alone until "workers on", so only the service's inline dispatch runs them.)
  * stdout: "ready <service handle>", then deliver/push/trace/log/sync lines ("stats
  * inline=N own=M": messages run by inline dispatch so far, M of them read from the
  * service's own queue), and
@@ -245,8 +250,8 @@ static void echo_dispatch(struct msg *m) {
 	const unsigned char *cmd;
 	size_t len, used;
 	int ok = packed_string(m->data, m->sz, &cmd, &len, &used) && len == 4;
-	if (ok && memcmp(cmd, "slow", 4) == 0) {
-		usleep(20000);
+	if (ok && (memcmp(cmd, "slow", 4) == 0 || memcmp(cmd, "hang", 4) == 0)) {
+		usleep(cmd[0] == 's' ? 20000 : 10300000);
 		skynet_send(&self, 0, m->source, PTYPE_RESPONSE, m->session, (char *)m->data + used, m->sz - used);
 	} else if (ok && memcmp(cmd, "echo", 4) == 0) {
 		skynet_send(&self, 0, m->source, PTYPE_RESPONSE, m->session, (char *)m->data + used, m->sz - used);
@@ -296,6 +301,9 @@ static struct msg *pop_ordinary(int only_service) {
  * skynet's queue ownership keeps one thread on a service: taken when the queue is handed
  * out, given up when skynet_mq_pop finds it empty, or when it is pushed or passed back. */
 static int service_queue, other_queue;
+/* "workers off": main() runs no ordinary message (skynet's workers all busy), so only
+ * inline dispatch runs them; guarded by mu. */
+static int workers_off;
 
 void *skynet_globalmq_pop(void) {
 	pthread_mutex_lock(&mu);
@@ -337,14 +345,18 @@ int skynet_mq_pop(void *q, struct skynet_message *out) {
 	return 0;
 }
 
-void *skynet_context_message_dispatch(void *sm, void *q, int weight) {
-	(void)sm; (void)weight;
+struct skynet_monitor;
+static void monitor_trigger(struct skynet_monitor *sm, uint32_t source, uint32_t destination);
+void *skynet_context_message_dispatch(struct skynet_monitor *sm, void *q, int weight) {
+	(void)weight;
 	if (q == &service_queue) pthread_mutex_unlock(&dispatch_mu); /* passed back: run it as any */
 	pthread_mutex_lock(&dispatch_mu);
 	struct msg *m = pop_ordinary(0);
 	if (m) {
 		dispatched_inline++;
+		monitor_trigger(sm, m->source, m->dest);
 		run_message(m);
+		monitor_trigger(sm, 0, 0);
 	}
 	pthread_mutex_unlock(&dispatch_mu);
 	return m ? skynet_globalmq_pop() : NULL;
@@ -353,8 +365,34 @@ void *skynet_context_message_dispatch(void *sm, void *q, int weight) {
 void skynet_globalmq_push(void *q) {
 	if (q == &service_queue) pthread_mutex_unlock(&dispatch_mu);
 }
-void *skynet_monitor_new(void) { return calloc(1, 64); }
+/* skynet_monitor.c's monitor: the dispatching thread bumps `version` around each
+ * message; the check (skynet's monitor thread, here the service's own) warns when a
+ * message still runs since the previous check. */
+struct skynet_monitor {
+	int version; /* atomic */
+	int check_version;
+	uint32_t source;
+	uint32_t destination;
+};
+void *skynet_monitor_new(void) { return calloc(1, sizeof(struct skynet_monitor)); }
 void skynet_monitor_delete(void *m) { free(m); }
+static void monitor_trigger(struct skynet_monitor *sm, uint32_t source, uint32_t destination) {
+	if (!sm) return;
+	sm->source = source;
+	sm->destination = destination;
+	__atomic_add_fetch(&sm->version, 1, __ATOMIC_SEQ_CST);
+}
+void skynet_monitor_check(void *p) {
+	struct skynet_monitor *sm = p;
+	int v = __atomic_load_n(&sm->version, __ATOMIC_SEQ_CST);
+	if (v == sm->check_version) {
+		if (sm->destination)
+			skynet_error(NULL, "error: A message from [ :%08x ] to [ :%08x ] maybe in an endless loop (version = %d)",
+				sm->source, sm->destination, v);
+	} else {
+		sm->check_version = v;
+	}
+}
 
 static int nibble(char c) {
 	if (c >= '0' && c <= '9') return c - '0';
@@ -449,6 +487,11 @@ static void *reader(void *arg) {
 			printf("stats inline=%lu own=%lu\n", n, own);
 			fflush(stdout);
 			pthread_mutex_unlock(&out_mu);
+		} else if (strcmp(line, "workers off") == 0 || strcmp(line, "workers on") == 0) {
+			pthread_mutex_lock(&mu);
+			workers_off = line[9] == 'f';
+			pthread_cond_signal(&cv);
+			pthread_mutex_unlock(&mu);
 		} else if (strcmp(line, "quit") == 0) {
 			break;
 		} else {
@@ -478,7 +521,7 @@ int main(int argc, char **argv) {
 	pthread_create(&t, NULL, reader, NULL);
 	for (;;) {
 		pthread_mutex_lock(&mu);
-		while (!head) pthread_cond_wait(&cv, &mu);
+		while (!head || (workers_off && head->type >= 0)) pthread_cond_wait(&cv, &mu);
 		pthread_mutex_unlock(&mu);
 		/* Pop under dispatch_mu: inline dispatch may take messages meanwhile, and a
 		 * sync or quit popped here comes after every earlier message has finished. */

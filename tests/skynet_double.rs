@@ -534,6 +534,45 @@ fn slow_handler_pauses_inline_dispatch() {
     d.quit();
 }
 
+/// A message that runs long on the I/O thread (10.3 s): skynet's endless-loop check runs on
+/// the service's monitor every 5 s while it runs (the double's check prints what skynet's
+/// does). As with skynet's monitor thread, a message is flagged once it has run through
+/// two checks, 5-10 s after it began, so here once or twice. When it ends it is logged
+/// with the pause it caused.
+#[test]
+fn long_message_is_checked_for_endless_loops() {
+    let Some(mut d) = Double::start() else { return };
+    d.serve_self();
+    // Only the I/O thread runs messages meanwhile (skynet's workers would be watched by
+    // skynet's own monitor); the call goes from this thread straight to the engine.
+    d.cmd("workers off");
+    let (r, mut seen) = d.lua(&format!("direct.call('self', '@echo', 70, 0x{CALLER:x}, {})", lua_hex(&[s("hang"), s("zzz")])));
+    assert_eq!(r, Ok(()));
+    let endless = format!("log error: A message from [ :{SERVICE:08x} ] to [ :{ECHO:08x} ] maybe in an endless loop");
+    let (mut warned, mut ended, mut answer) = (0, None, None);
+    while answer.is_none() || ended.is_none() {
+        let l = if seen.is_empty() { d.line() } else { seen.remove(0) };
+        if l.starts_with(&endless) {
+            assert!(ended.is_none(), "warned after the end: {l}");
+            warned += 1;
+        } else if l.starts_with("log skcluster: a message took") {
+            ended = Some(l);
+            // The answer waits in skcluster's queue for a worker.
+            d.cmd("workers on");
+        } else if let Some(r) = l.strip_prefix("deliver ") {
+            answer = Some(r.to_string());
+        }
+    }
+    assert!((1..=2).contains(&warned), "{warned} endless-loop warnings");
+    assert_eq!(answer.unwrap(), format!("{SERVICE:x} {CALLER:x} 1 70 {}", hex(&pack(&[s("zzz")]))));
+    let end = ended.unwrap();
+    assert!(end.contains("paused for 100 ms"), "{end}");
+    // Calls go on as before.
+    let a = d.call(71, &pack(&[s("self"), s("@echo"), s("echo"), Value::Integer(7)]));
+    assert_eq!((a.ty, a.data), (1, pack(&[Value::Integer(7)])));
+    d.quit();
+}
+
 impl Double {
     /// Runs one line of Lua in the double (`direct` = skcluster.direct); the outcome and
     /// the other lines printed meanwhile.

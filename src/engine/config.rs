@@ -84,6 +84,12 @@ pub struct Config {
     /// First session number of a new link (stock: 1). Tests use a value near 0x7fffffff
     /// to see the wrap. Must be in 1..=0x7fffffff.
     pub first_session: u32,
+    /// For hosts whose [`Service::after_events`](super::Service::after_events) may run
+    /// long (the skynet service runs skynet messages there): when one call has run this
+    /// long, a standby thread serves the node's links until it returns, and
+    /// [`Service::stalled`](super::Service::stalled) is told. `None` (the default): one
+    /// I/O thread, and a slow `after_events` holds up every link.
+    pub standby_after: Option<Duration>,
 }
 
 impl Default for Config {
@@ -101,6 +107,7 @@ impl Default for Config {
             backoff_max: Duration::from_secs(5),
             default_timeout: None,
             first_session: 1,
+            standby_after: None,
         }
     }
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub(crate) const WAKER: Token = Token(0);
 /// The read buffer, one per I/O thread: large reads cut syscalls for big messages (measured:
 /// 512 KiB about doubles 1 MiB calls at concurrency 8 against 256 KiB).
-const SCRATCH: usize = 512 << 10;
+pub(crate) const SCRATCH: usize = 512 << 10;
 const NO_DEADLINE: u64 = u64::MAX;
 /// Smallest rest of a message worth reading straight into its reassembly buffer.
 const DIRECT_MIN: usize = 16 << 10;
@@ -71,7 +71,9 @@ pub(crate) struct IoShared {
     next_deadline: AtomicU64,
     /// When the I/O thread will wake on its own (ms after `base`); 0 while it runs.
     wake_at: AtomicU64,
+    /// The node's I/O thread, and its standby thread when it has one (`standby.rs`).
     pub io_thread: OnceCell<ThreadId>,
+    pub standby_thread: OnceCell<ThreadId>,
     /// Large buffers shared by this node's links.
     pub pool: Pool,
 }
@@ -87,6 +89,7 @@ impl IoShared {
             next_deadline: AtomicU64::new(NO_DEADLINE),
             wake_at: AtomicU64::new(0),
             io_thread: OnceCell::new(),
+            standby_thread: OnceCell::new(),
             pool: Pool::default(),
         })
     }
@@ -102,8 +105,15 @@ impl IoShared {
     }
 
 
+    /// True on the node's I/O thread and on its standby thread.
     pub fn on_io_thread(&self) -> bool {
-        self.io_thread.get().is_some_and(|t| *t == std::thread::current().id())
+        let me = std::thread::current().id();
+        self.io_thread.get().is_some_and(|t| *t == me) || self.standby_thread.get().is_some_and(|t| *t == me)
+    }
+
+    /// Makes the thread waiting in `poll` return (an empty round).
+    pub fn wake(&self) {
+        let _ = self.waker.wake();
     }
 
     fn ms(&self, t: Instant) -> u64 {
@@ -161,50 +171,47 @@ impl IoLoop {
         IoLoop { poll, inner, conns: HashMap::new(), listeners: HashMap::new() }
     }
 
-    pub fn run(mut self) {
+    /// One round: waits for events (never longer than `cap`, when given), then handles
+    /// them inside one [`batch`] scope. Returns true when the node is shutting down.
+    /// Runs on whichever thread holds the loop (see `standby.rs`).
+    pub fn round(&mut self, events: &mut Events, scratch: &mut [u8], cap: Option<Duration>) -> bool {
         let io = self.inner.io.clone();
-        let _ = io.io_thread.set(std::thread::current().id());
-        let mut events = Events::with_capacity(1024);
-        let mut scratch = vec![0u8; SCRATCH];
-        loop {
-            let timeout = self.plan_sleep(&io);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("skynet-cluster engine: poll failed: {e}");
-                    break;
-                }
-            }
-            io.wake_at.store(0, Ordering::SeqCst);
-            let stop = batch(|| {
-                let stop = self.drain_cmds(&mut scratch);
-                for ev in events.iter() {
-                    let t = ev.token();
-                    if t == WAKER {
-                        continue;
-                    }
-                    if self.listeners.contains_key(&t) {
-                        self.accept(t, &mut scratch);
-                        continue;
-                    }
-                    let hup = ev.is_read_closed() || ev.is_error();
-                    let readable = ev.is_readable() || hup;
-                    let writable = ev.is_writable() || ev.is_error() || ev.is_write_closed();
-                    // After a hang-up no further edge will come: read to the end.
-                    let read = if hup { Read::ToEnd } else if readable { Read::Yes } else { Read::No };
-                    self.on_event(t, read, writable, &mut scratch);
-                }
-                self.expire(&io);
-                stop
-            });
-            if stop {
-                break;
-            }
-            let service = self.inner.service.read().clone();
-            if let Some(s) = service {
-                // A panicking host hook must not end the I/O thread.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.after_events()));
+        let mut timeout = self.plan_sleep(&io);
+        if let Some(c) = cap {
+            timeout = Some(timeout.map_or(c, |t| t.min(c)));
+        }
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                eprintln!("skynet-cluster engine: poll failed: {e}");
+                return true;
             }
         }
+        io.wake_at.store(0, Ordering::SeqCst);
+        batch(|| {
+            let stop = self.drain_cmds(scratch);
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == WAKER {
+                    continue;
+                }
+                if self.listeners.contains_key(&t) {
+                    self.accept(t, scratch);
+                    continue;
+                }
+                let hup = ev.is_read_closed() || ev.is_error();
+                let readable = ev.is_readable() || hup;
+                let writable = ev.is_writable() || ev.is_error() || ev.is_write_closed();
+                // After a hang-up no further edge will come: read to the end.
+                let read = if hup { Read::ToEnd } else if readable { Read::Yes } else { Read::No };
+                self.on_event(t, read, writable, scratch);
+            }
+            self.expire(&io);
+            stop
+        })
+    }
+
+    /// After the last round: every link closes (pending calls fail), listeners close.
+    pub fn finish(&mut self) {
         for (_, e) in self.conns.drain() {
             e.conn.close("node shut down");
         }

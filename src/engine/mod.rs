@@ -95,6 +95,7 @@ mod pool;
 mod reasm;
 mod service;
 pub mod sockopt;
+mod standby;
 mod stats;
 
 pub use config::{default_nodename, Config, Keepalive, NodeAddr, NodeChange, ReloadReport};

@@ -3,6 +3,7 @@
 use super::config::{default_nodename, Config, NodeAddr, NodeChange, ReloadReport};
 use super::conn::{batching, Callback, Conn, Pending, Slot, Waiter};
 use super::error::CallError;
+use super::standby::Runner;
 use super::io::{Cmd, IoLoop, IoShared};
 use super::service::Service;
 use super::stats::{LinkStats, StatsSnapshot};
@@ -96,6 +97,9 @@ pub(crate) fn expire_deferred(inner: &Arc<Inner>, now: Instant) -> Option<Instan
 pub struct Node {
     handle: Handle,
     thread: Option<JoinHandle<()>>,
+    /// With [`Config::standby_after`]: the thread that serves the links while the I/O
+    /// thread's `after_events` runs long (`standby.rs`).
+    standby: Option<JoinHandle<()>>,
 }
 
 /// A cheap, cloneable reference to a [`Node`]; every method is thread-safe. After the node
@@ -134,12 +138,18 @@ impl Node {
             shut: AtomicBool::new(false),
             deferred: Mutex::new(Vec::new()),
         });
-        let lp = IoLoop::new(poll, inner.clone());
-        // The host's callbacks run on this thread, and inside skynet so do Lua services
-        // (inline dispatch): give it the stack a pthread gets by default (8 MiB, committed
+        let runner = Runner::new(IoLoop::new(poll, inner.clone()), inner.clone());
+        // The host's callbacks run on these threads, and inside skynet so do Lua services
+        // (inline dispatch): give them the stack a pthread gets by default (8 MiB, committed
         // only as used), not Rust's 2 MiB, so deep Lua or C recursion fits as on a worker.
-        let thread = std::thread::Builder::new().name("skc-io".into()).stack_size(IO_STACK).spawn(move || lp.run())?;
-        Ok(Node { handle: Handle { inner }, thread: Some(thread) })
+        let standby = if runner.has_standby() {
+            let r = runner.clone();
+            Some(std::thread::Builder::new().name("skc-standby".into()).stack_size(IO_STACK).spawn(move || r.run_standby())?)
+        } else {
+            None
+        };
+        let thread = std::thread::Builder::new().name("skc-io".into()).stack_size(IO_STACK).spawn(move || runner.run_io())?;
+        Ok(Node { handle: Handle { inner }, thread: Some(thread), standby })
     }
 
     /// A cloneable handle to this node.
@@ -172,6 +182,9 @@ impl Drop for Node {
                 return;
             }
             let _ = t.join();
+            if let Some(s) = self.standby.take() {
+                let _ = s.join();
+            }
         }
     }
 }

@@ -53,8 +53,19 @@ pub trait Service: Send + Sync + 'static {
     /// Runs on the I/O thread after each round of socket events, once the round's writes
     /// are flushed and before the thread sleeps again. A host that hands requests to its
     /// own scheduler can use it to run or wake that scheduler once per round instead of
-    /// once per request. Same rules as the handlers: short, never blocking.
+    /// once per request. Same rules as the handlers (short, never blocking) unless the
+    /// node has [`Config::standby_after`](super::Config::standby_after): then it may run
+    /// long, and it also runs on the standby thread (after the standby's rounds) while a long
+    /// call is still running on the I/O thread.
     fn after_events(&self) {}
+    /// With [`Config::standby_after`](super::Config::standby_after): the I/O thread has been
+    /// inside one `after_events` call for `running` (at least `standby_after`). Called on
+    /// the standby thread, which serves the links meanwhile (and calls `after_events`
+    /// itself after each of its rounds), before each of its rounds: at least every
+    /// `standby_after` until that call returns. Short, never blocking.
+    fn stalled(&self, running: std::time::Duration) {
+        let _ = running;
+    }
 }
 
 /// Answers one call. `Send`: it may move to any thread. Consumed by answering; dropping it

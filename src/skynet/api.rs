@@ -70,6 +70,10 @@ pub struct Dispatch {
     pub globalmq_push: unsafe extern "C" fn(*mut c_void),
     pub monitor_new: unsafe extern "C" fn() -> *mut c_void,
     pub monitor_delete: unsafe extern "C" fn(*mut c_void),
+    /// Optional `skynet_monitor_check`: what skynet's monitor thread runs on each worker's
+    /// monitor every 5 s (logs "maybe in an endless loop" for a message still running
+    /// since the previous check). Used on our monitor while a message runs long.
+    pub monitor_check: Option<unsafe extern "C" fn(*mut c_void)>,
     /// Optional: the service's own queue read directly (see `mod.rs`, "Its own queue").
     pub own_queue: Option<OwnQueue>,
 }
@@ -161,6 +165,7 @@ impl Api {
                     globalmq_push: opt!("skynet_globalmq_push", unsafe extern "C" fn(*mut c_void))?,
                     monitor_new: opt!("skynet_monitor_new", unsafe extern "C" fn() -> *mut c_void)?,
                     monitor_delete: opt!("skynet_monitor_delete", unsafe extern "C" fn(*mut c_void))?,
+                    monitor_check: opt!("skynet_monitor_check", unsafe extern "C" fn(*mut c_void)),
                     own_queue: (|| {
                         Some(OwnQueue {
                             handle: opt!("skynet_mq_handle", unsafe extern "C" fn(*mut c_void) -> u32)?,

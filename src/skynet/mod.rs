@@ -55,10 +55,13 @@
 //! its two `profile` clock syscalls per message ([`Core::run_own_queue`]); skynet's queue
 //! protocol (pop until empty, or give the queue back) is kept.
 //!
-//! The cost of this is that a slow handler holds up the node's cluster I/O while it runs;
-//! a message that takes longer than [`INLINE_SLOW`] pauses inline dispatch (100 ms, then
-//! doubling while slow messages keep coming, up to 10 s; logged), and `skcluster_inline = false` in the skynet config turns it
-//! off. skynet's monitor thread does not watch this thread for endless loops. Hosts that
+//! A slow handler must not hold up the node's cluster I/O: once a message has run
+//! [`STANDBY_AFTER`] on the I/O thread, the engine's standby thread serves the links
+//! until it ends (`engine/standby.rs`), inline dispatch pauses (100 ms, then doubling
+//! while slow messages keep coming, up to 10 s; logged) so delivered messages go to
+//! skynet's workers, and skynet's endless-loop check runs on our monitor every 5 s, as
+//! skynet's monitor thread does for its workers ([`Core::stalled`]).
+//! `skcluster_inline = false` in the skynet config turns inline dispatch off. Hosts that
 //! do not export the four functions (the CI double does; skynet 1.x and master do) run
 //! without it.
 //!
@@ -251,6 +254,10 @@ struct Inline {
     /// A `skynet_monitor` of our own: `skynet_context_message_dispatch` records in it which
     /// message runs (skynet's monitor thread only watches its workers' monitors).
     monitor: *mut c_void,
+    /// Held by the thread that dispatches with `monitor`: the I/O thread, or the engine's
+    /// standby thread while the I/O thread is stuck in a long message (then the standby
+    /// finds it taken and leaves delivered messages to skynet's workers).
+    running: Mutex<()>,
     pause: Mutex<Pause>,
 }
 
@@ -260,6 +267,9 @@ struct Pause {
     until: Option<Instant>,
     /// The last pause's length, and when the slow message that caused it ended.
     last: Option<(Duration, Instant)>,
+    /// The message running now was reported as long-running (see [`Core::stalled`]), and
+    /// when skynet's endless-loop check last ran on our monitor for it.
+    stall: Option<Instant>,
 }
 
 impl Pause {
@@ -274,13 +284,27 @@ impl Pause {
         self.until = Some(now + len);
         len
     }
+
+    /// A slow message ended: the pause its stall report began (see [`Core::stalled`]) is
+    /// counted from now, or a new one starts.
+    fn slow_ended(&mut self, now: Instant) -> Duration {
+        if self.stall.take().is_some() {
+            if let Some((len, _)) = self.last {
+                self.last = Some((len, now));
+                self.until = Some(now + len);
+                return len;
+            }
+        }
+        self.start(now)
+    }
 }
 
 // SAFETY: `monitor` is a heap object skynet made for us; skynet_context_message_dispatch
-// only writes its fields with atomic/plain stores from the one thread that dispatches
-// with it (the I/O thread); it is freed once, in Drop, after that thread has ended.
+// writes its fields from the one thread that dispatches with it (whoever holds
+// `running`), and skynet_monitor_check reads them from another thread, as skynet's own
+// monitor thread does with its workers' monitors; it is freed once, in Drop.
 unsafe impl Send for Inline {}
-// SAFETY: see `Send`; only the I/O thread passes `monitor` to skynet.
+// SAFETY: see `Send`; dispatching with `monitor` is serialised by `running`.
 unsafe impl Sync for Inline {}
 
 impl Drop for Inline {
@@ -305,6 +329,12 @@ const INLINE_SLOW: Duration = Duration::from_millis(5);
 const INLINE_PAUSE_MIN: Duration = Duration::from_millis(100);
 const INLINE_PAUSE_MAX: Duration = Duration::from_secs(10);
 const INLINE_PAUSE_MEMORY: Duration = Duration::from_secs(10);
+/// A message that has run this long on the I/O thread makes the engine's standby thread
+/// serve the links until it ends (`Config::standby_after`; see [`Core::stalled`]).
+const STANDBY_AFTER: Duration = INLINE_SLOW;
+/// skynet's monitor thread checks each worker every 5 s (skynet_start.c); the same
+/// check runs on our monitor at the same pace while a message runs long.
+const MONITOR_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 impl Core {
     /// Runs `f` with the service's skynet context, unless the service is released.
@@ -371,6 +401,9 @@ impl Core {
                 None => {}
             }
         }
+        // The standby thread runs this while the I/O thread is stuck in a message: the
+        // monitor (and the I/O thread's batch) are in use, so skynet's workers take over.
+        let Some(_running) = il.running.try_lock() else { return self.wake_workers() };
         let mut q: *mut c_void = std::ptr::null_mut();
         let mut n = 0;
         let mut slow = None;
@@ -407,7 +440,7 @@ impl Core {
             self.wake_workers();
         }
         if let Some(took) = slow {
-            let len = il.pause.lock().start(Instant::now());
+            let len = il.pause.lock().slow_ended(Instant::now());
             self.log(&format!(
                 "skcluster: a message took {} ms on the cluster I/O thread; running delivered messages there is paused for {} ms",
                 took.as_millis(),
@@ -499,6 +532,45 @@ impl Core {
             for w in q {
                 self.submit(&node, w.source, w.session, w.addr.as_addr(), &w.payload, w.trace.as_deref());
             }
+        }
+    }
+
+    /// The engine's standby thread reports that the I/O thread has been inside one round
+    /// of inline dispatch for `running` (the standby serves the links meanwhile). The
+    /// first report pauses inline dispatch at once (the slow message is logged when it
+    /// ends, as before); then, every [`MONITOR_CHECK_EVERY`], skynet's own endless-loop
+    /// check runs on our monitor, so a message stuck on the I/O thread is logged ("maybe
+    /// in an endless loop") and marked as one on a worker would be.
+    fn stalled(&self, running: Duration) {
+        let Some(il) = self.inline.as_ref() else { return };
+        if !il.running.is_locked() {
+            // Not in a dispatch (it has just ended): nothing to report.
+            return;
+        }
+        let _ = running;
+        let now = Instant::now();
+        let check = {
+            let mut p = il.pause.lock();
+            match p.stall {
+                None => {
+                    p.stall = Some(now);
+                    p.start(now);
+                    true
+                }
+                Some(t) => {
+                    let due = now.duration_since(t) >= MONITOR_CHECK_EVERY;
+                    if due {
+                        p.stall = Some(now);
+                    }
+                    due
+                }
+            }
+        };
+        if let (true, Some(check)) = (check, il.d.monitor_check) {
+            // SAFETY: skynet_monitor_check only reads and writes the monitor's fields (as
+            // skynet's monitor thread does concurrently with a worker's dispatch); the
+            // monitor lives as long as `il`, which outlives this call.
+            unsafe { check(il.monitor) };
         }
     }
 
@@ -688,6 +760,10 @@ impl Service for Inbox {
 
     fn after_events(&self) {
         self.0.after_events();
+    }
+
+    fn stalled(&self, running: Duration) {
+        self.0.stalled(running);
     }
 }
 
@@ -881,7 +957,10 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
         // Stock bounds neither its send queues nor message sizes; a skynet node that
         // pipelines many large calls (256 x 1 MiB in `make ab`) must not be refused
         // where stock would not be. 1 GiB per link still stops a runaway.
-        let cfg = Config { max_send_queue: 1 << 30, ..Config::default() };
+        // With inline dispatch, user messages run on the I/O thread: a standby thread
+        // keeps the links served while one of them runs long.
+        let standby_after = core.inline.as_ref().map(|_| STANDBY_AFTER);
+        let cfg = Config { max_send_queue: 1 << 30, standby_after, ..Config::default() };
         let node = match Node::new(cfg) {
             Ok(n) => n,
             Err(e) => {
@@ -986,7 +1065,7 @@ fn inline_dispatch(api: &Api, ctx: *mut c_void) -> Option<Inline> {
     if monitor.is_null() {
         return None;
     }
-    Some(Inline { d, monitor, pause: Mutex::new(Pause::default()) })
+    Some(Inline { d, monitor, running: Mutex::new(()), pause: Mutex::new(Pause::default()) })
 }
 
 /// `skcluster_signal`: nothing to do.
