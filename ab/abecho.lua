@@ -1,7 +1,8 @@
 -- The echo service of the A/B harness and of ab/semantics.lua (same commands as the
 -- golden transcripts' echo service): echo returns its arguments, raise raises, push
 -- records {len, nargs}, getpushes returns and clears the records, count returns the
--- number of pushes seen, sink counts pushes without recording them. Anything else is
+-- number of pushes seen, sink counts pushes without recording them, spin busy-loops for
+-- the given milliseconds. Anything else is
 -- echoed back whole (what `skynet-cluster bench` expects of @echo). Started with the
 -- argument "sink", the service only counts pushes and answers calls with the count
 -- (@sink of `skynet-cluster bench`).
@@ -18,6 +19,12 @@ function command.push(s, ...)
 end
 function command.sink() count = count + 1 end
 function command.count() return count end
+-- busy for `ms` milliseconds without yielding (a handler stuck in a loop)
+function command.spin(ms)
+	local t = skynet.now()
+	while skynet.now() - t < ms // 10 do end
+	return ms
+end
 function command.getpushes()
 	local r = pushes
 	pushes = {}
