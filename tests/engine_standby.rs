@@ -117,3 +117,16 @@ fn shutdown_while_the_standby_holds_the_loop() {
     assert!(took < Duration::from_secs(5), "drop took {took:?}");
     assert!(c.call("srv", Address::Id(ECHO), b"x", Some(Duration::from_secs(2))).is_err(), "the server is gone");
 }
+
+/// After an idle second the standby sleeps without a timeout; the next round wakes it, so
+/// a hook that then blocks is still taken over.
+#[test]
+fn standby_wakes_from_its_idle_sleep() {
+    let (_s, addr, hook) = slow_server(Some(Duration::from_millis(20)));
+    let c = client(Config::default(), &addr);
+    assert_eq!(c.call("srv", Address::Id(ECHO), b"up", GUARD).unwrap(), b"up");
+    std::thread::sleep(Duration::from_millis(1500));
+    let worst = calls_during_block(&c, 1500);
+    assert!(worst < Duration::from_millis(1000), "slowest call {worst:?}");
+    assert!(!hook.stalls.lock().is_empty(), "stalled was not called");
+}

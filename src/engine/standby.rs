@@ -15,7 +15,8 @@
 //!
 //! Cost when nothing is slow: the I/O thread writes two atomics per round; the standby
 //! wakes every `standby_after` while the node has traffic and sleeps without a timeout
-//! once it has seen two quiet periods (the next round wakes it).
+//! once no round has run for [`DEEP_AFTER`] (the next round then wakes it, one futex
+//! wake on the I/O thread's path for the first message after an idle second).
 
 use super::io::{IoLoop, SCRATCH};
 use super::node::Inner;
@@ -25,6 +26,9 @@ use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A standby that has seen no round for this long sleeps until the next one.
+const DEEP_AFTER: Duration = Duration::from_secs(1);
 
 pub(crate) struct Runner {
     lp: Mutex<IoLoop>,
@@ -127,6 +131,7 @@ impl Runner {
         let _ = self.inner.io.standby_thread.set(std::thread::current().id());
         let mut events = Events::with_capacity(1024);
         let mut scratch: Vec<u8> = Vec::new();
+        let deep_after = (DEEP_AFTER.as_nanos() / after.as_nanos().max(1)).max(2) as u32;
         let (mut last_seq, mut quiet) = (0u64, 0u32);
         loop {
             {
@@ -134,8 +139,8 @@ impl Runner {
                 if self.stopped.load(SeqCst) {
                     return;
                 }
-                if quiet >= 2 {
-                    // Nothing ran for two periods: sleep until the next hook starts.
+                if quiet >= deep_after {
+                    // Nothing ran for DEEP_AFTER: sleep until the next hook starts.
                     self.deep.store(true, SeqCst);
                     if self.hook_seq.load(SeqCst) == last_seq && self.hook_since.load(SeqCst) == 0 {
                         self.cv.wait(&mut g);
