@@ -6,6 +6,7 @@
 -- Lines:
 --   row <mode> <size> <conc> <calls> <seconds> <payload bytes> <p50 us> <p99 us> <cpu client s> <cpu server s> <errors>
 --   push <mode> <pushes> <seconds> <cpu client s> <cpu server s>
+--   localpush <mode> <pushes/s into a sink from its own node>
 -- CPU is utime+stime of each process (/proc/<pid>/stat) over the row.
 local skynet = require "skynet"
 local cluster = require "skynet.cluster"
@@ -101,48 +102,20 @@ local function row(size, conc)
 		percentile(lat, 0.5) / 1e3, percentile(lat, 0.99) / 1e3, c1 - c0, s1 - s0, errors))
 end
 
+local measure_pushes = require "abpush"
+
 local function pushes()
-	-- Pipelined: batches of pushes, each followed by a call on the same link that returns
-	-- the sink's count (so it comes back after the batch arrived); at most 4 batches are
-	-- unconfirmed at a time. The rate is pushes confirmed per second.
-	local batch, window = 1000, 4
-	local sent, confirmed, outstanding = 0, 0, 0
-	local base = cluster.call("server", "@sink")
-	local me = coroutine.running()
-	local waiting = false
 	local c0, s0 = cpu("self"), cpu(server_pid)
-	local t0 = skynet.hpc()
-	local deadline = t0 + duration * 1e9
-	while skynet.hpc() < deadline do
-		for i = 1, batch do
-			cluster.send("server", "@sink", i)
-		end
-		sent = sent + batch
-		outstanding = outstanding + 1
-		local expect = sent
-		skynet.fork(function()
-			local got = cluster.call("server", "@sink") - base
-			assert(got >= expect, string.format("sink saw %d of %d pushes", got, expect))
-			if got > confirmed then confirmed = got end
-			outstanding = outstanding - 1
-			if waiting then
-				waiting = false
-				skynet.wakeup(me)
-			end
-		end)
-		while outstanding >= window do
-			waiting = true
-			skynet.wait(me)
-		end
-	end
-	while outstanding > 0 do
-		waiting = true
-		skynet.wait(me)
-	end
-	local secs = (skynet.hpc() - t0) / 1e9
+	local sent, secs = measure_pushes(function(i)
+		cluster.send("server", "@sink", i)
+	end, function()
+		return cluster.call("server", "@sink")
+	end, duration)
 	local c1, s1 = cpu("self"), cpu(server_pid)
-	assert(confirmed == sent, string.format("sink saw %d of %d pushes", confirmed, sent))
 	emit(string.format("push %s %d %.3f %.2f %.2f", mode, sent, secs, c1 - c0, s1 - s0))
+	-- The same pushes from a service on the server node into a sink there (skynet.send,
+	-- no cluster): the most that sink takes in, which no cluster path can exceed.
+	emit(string.format("localpush %s %.0f", mode, cluster.call("server", "@localpush", duration)))
 end
 
 skynet.start(function()

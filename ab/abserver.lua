@@ -1,4 +1,5 @@
--- A/B harness, server node: @echo and @sink (see abecho.lua) on cluster node "server".
+-- A/B harness, server node: @echo and @sink (see abecho.lua) and @localpush (ablocal.lua)
+-- on cluster node "server".
 local skynet = require "skynet"
 local cluster = require "skynet.cluster"
 
@@ -7,6 +8,7 @@ skynet.start(function()
 	local sink = skynet.newservice("abecho", "sink")
 	cluster.register("echo", echo)
 	cluster.register("sink", sink)
+	cluster.register("localpush", skynet.newservice("ablocal"))
 	cluster.reload { server = skynet.getenv "ab_server" }
 	cluster.open "server"
 	local f = assert(io.open(skynet.getenv "ab_ready", "w"))

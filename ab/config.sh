@@ -25,11 +25,11 @@ ab_config() {
 		echo "lualoader = root .. \"lualib/loader.lua\""
 		echo "snax = root .. \"test/?.lua\""
 		if [ "$mode" = native ]; then
-			echo "lua_path = \"$repo/lualib/?.lua;\" .. root .. \"lualib/?.lua;\" .. root .. \"lualib/?/init.lua\""
+			echo "lua_path = \"$repo/lualib/?.lua;\" .. root .. \"lualib/?.lua;\" .. root .. \"lualib/?/init.lua;$repo/ab/?.lua\""
 			echo "luaservice = \"$repo/service/?.lua;$repo/ab/?.lua;\" .. root .. \"service/?.lua;\" .. root .. \"test/?.lua;\" .. root .. \"examples/?.lua\""
 			echo "cpath = \"$AB_CSERVICE/?.so;\" .. root .. \"cservice/?.so\""
 		else
-			echo "lua_path = root .. \"lualib/?.lua;\" .. root .. \"lualib/?/init.lua\""
+			echo "lua_path = root .. \"lualib/?.lua;\" .. root .. \"lualib/?/init.lua;$repo/ab/?.lua\""
 			echo "luaservice = \"$repo/ab/?.lua;\" .. root .. \"service/?.lua;\" .. root .. \"test/?.lua;\" .. root .. \"examples/?.lua\""
 			echo "cpath = root .. \"cservice/?.so\""
 		fi

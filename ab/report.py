@@ -6,7 +6,7 @@ usage: report.py ROWS FLOOR_TXT OUT_PNG
 import sys
 
 rows_path, floor_path, png = sys.argv[1:4]
-rows, pushes = {}, {}
+rows, pushes, local_pushes = {}, {}, {}
 for line in open(rows_path):
     f = line.split()
     if not f:
@@ -18,19 +18,26 @@ for line in open(rows_path):
         rows[(mode, size, int(conc))] = dict(
             cps=calls / secs, mbs=calls * int(nbytes) / secs / 1e6, p50=float(p50), p99=float(p99),
             cpu_c=float(cc) / calls * 1e5 if calls else 0, cpu_s=float(cs) / calls * 1e5 if calls else 0, err=errors)
+    elif f[0] == "localpush":
+        local_pushes[f[1]] = float(f[2])
     elif f[0] == "push":
         mode, n, secs, cc, cs = f[1:6]
         n, secs = int(n), float(secs)
         pushes[mode] = dict(ps=n / secs, cpu_c=float(cc) / n * 1e5, cpu_s=float(cs) / n * 1e5)
 
-floor_p50 = None
+# floor.txt: `skynet-cluster bench` against the native server, twice (ab.sh). Its "floor"
+# row is the raw loopback ping-pong; its "tiny 1" row is the engine alone on the calling
+# side (no skynet there) against the native skynet server. The fastest p50 of each counts.
+floor_p50, half_p50 = None, None
 try:
     for line in open(floor_path):
         f = line.split()
         if f and f[0] == "floor":
-            # measured more than once (ab.sh): the fastest p50 is the floor
             p = float(f[4])
             floor_p50 = p if floor_p50 is None else min(floor_p50, p)
+        elif len(f) > 5 and f[0] == "tiny" and f[1] == "1":
+            p = float(f[5])
+            half_p50 = p if half_p50 is None else min(half_p50, p)
 except OSError:
     pass
 
@@ -80,6 +87,17 @@ if ("native", "65536", 1) in rows:
 if "stock" in pushes and "native" in pushes:
     r = pushes["native"]["ps"] / pushes["stock"]["ps"]
     goal(f"pushes/s: {r:.1f}x stock (goal >= 5x)", r >= 5)
+
+print()
+print("context (same run):")
+if local_pushes and "native" in pushes:
+    bound = max(local_pushes.values())
+    print(f"  pushes/s into a sink from a service on its own node (skynet.send, no cluster): {bound:.0f}"
+          f" (what one Lua sink takes in without any cluster); native cluster pushes reach {pushes['native']['ps'] / bound * 100:.0f}% of it"
+          + (f", stock {pushes['stock']['ps'] / bound * 100:.0f}%" if "stock" in pushes else ""))
+if half_p50 and floor_p50:
+    print(f"  p50 of one tiny call from skynet-cluster bench (engine only on the calling side) to the native"
+          f" skynet server: {half_p50:.0f} us ({half_p50 / floor_p50:.2f}x floor)")
 
 try:
     import matplotlib
