@@ -1,4 +1,6 @@
-//! The I/O thread: one `mio::Poll` per node, owning the read side of every connection.
+//! The I/O loop: one `mio::Poll` per node, owning the read side of every connection. One
+//! thread runs it at a time: the node's I/O thread, or its standby thread while the host's
+//! `after_events` runs long (`standby.rs`).
 //!
 //! Per iteration: drain commands (new connections, listeners, resumes, closes), handle
 //! readiness events (accept, read + dispatch, connect completion, flush on writable),

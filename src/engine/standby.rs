@@ -83,10 +83,23 @@ impl Runner {
 
     /// The loop saw the shutdown command: close everything, let the other thread go.
     fn stop(&self) {
-        self.lp.lock().finish();
+        {
+            // Under the loop's lock, so that no round runs on the finished loop.
+            let mut lp = self.lp.lock();
+            lp.finish();
+            self.stopped.store(true, SeqCst);
+        }
         let _g = self.sleep.lock();
-        self.stopped.store(true, SeqCst);
         self.cv.notify_all();
+    }
+
+    /// One round on the loop, unless it has been finished: `None` then.
+    fn round(&self, events: &mut Events, scratch: &mut [u8], cap: Option<Duration>) -> Option<bool> {
+        let mut lp = self.lp.lock();
+        if self.stopped.load(SeqCst) {
+            return None;
+        }
+        Some(lp.round(events, scratch, cap))
     }
 
     /// The I/O thread's body.
@@ -95,11 +108,8 @@ impl Runner {
         let mut events = Events::with_capacity(1024);
         let mut scratch = vec![0u8; SCRATCH];
         loop {
-            if self.stopped.load(SeqCst) {
-                // The standby ran the round that saw the shutdown.
-                return;
-            }
-            let stop = self.lp.lock().round(&mut events, &mut scratch, None);
+            // None: the standby ran the round that saw the shutdown.
+            let Some(stop) = self.round(&mut events, &mut scratch, None) else { return };
             if stop {
                 return self.stop();
             }
@@ -171,10 +181,13 @@ impl Runner {
                 if let Some(s) = self.service() {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.stalled(running)));
                 }
-                let stop = self.lp.lock().round(&mut events, &mut scratch, Some(after));
-                if stop {
+                let stop = self.round(&mut events, &mut scratch, Some(after));
+                if stop != Some(false) {
                     self.standby_active.store(false, SeqCst);
-                    return self.stop();
+                    if stop == Some(true) {
+                        self.stop();
+                    }
+                    return;
                 }
                 if let Some(s) = self.service() {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.after_events()));
