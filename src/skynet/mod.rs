@@ -1514,4 +1514,21 @@ mod tests {
         // a slow message long after the last one starts over
         assert_eq!(p.start(t + INLINE_PAUSE_MEMORY), INLINE_PAUSE_MIN);
     }
+
+    /// A message reported while it ran (`Core::stalled` starts the pause then) keeps that
+    /// pause's length when it ends, counted from the end; one that was not reported
+    /// starts a pause as `start` does.
+    #[test]
+    fn a_stalled_message_is_paused_for_once() {
+        let mut p = Pause::default();
+        let t0 = Instant::now();
+        p.stall = Some(t0);
+        assert_eq!(p.start(t0), INLINE_PAUSE_MIN);
+        let end = t0 + Duration::from_secs(7);
+        assert_eq!(p.slow_ended(end), INLINE_PAUSE_MIN);
+        assert_eq!(p.until, Some(end + INLINE_PAUSE_MIN));
+        assert!(p.stall.is_none());
+        // the next slow message (not reported) doubles
+        assert_eq!(p.slow_ended(end + Duration::from_secs(1)), INLINE_PAUSE_MIN * 2);
+    }
 }
