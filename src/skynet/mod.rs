@@ -446,6 +446,10 @@ impl Core {
                 took.as_millis(),
                 len.as_millis()
             ));
+        } else if t.duration_since(start) >= STANDBY_AFTER {
+            // A long round without one slow message (many just under INLINE_SLOW): a stall
+            // report it got is over.
+            il.pause.lock().stall = None;
         }
         // Messages pushed while we dispatched that no dispatch saw.
         if self.delivered.swap(false, Ordering::Relaxed) {
