@@ -299,10 +299,9 @@ impl Pause {
     }
 }
 
-// SAFETY: `monitor` is a heap object skynet made for us; skynet_context_message_dispatch
-// writes its fields from the one thread that dispatches with it (whoever holds
-// `running`), and skynet_monitor_check reads them from another thread, as skynet's own
-// monitor thread does with its workers' monitors; it is freed once, in Drop.
+// SAFETY: `monitor` is skynet's heap object, freed once in Drop; dispatch writes it on the
+// thread holding `running`, skynet_monitor_check reads it from another (as skynet's own
+// monitor thread does with its workers' monitors).
 unsafe impl Send for Inline {}
 // SAFETY: see `Send`; dispatching with `monitor` is serialised by `running`.
 unsafe impl Sync for Inline {}
