@@ -81,6 +81,11 @@ impl Runner {
         self.inner.service.read().clone()
     }
 
+    /// Runs a host hook; a panicking one must not end the thread that runs the loop.
+    fn hook(s: &dyn Service, f: impl FnOnce(&dyn Service)) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(s)));
+    }
+
     /// The loop saw the shutdown command: close everything, let the other thread go.
     fn stop(&self) {
         {
@@ -123,8 +128,7 @@ impl Runner {
                     self.cv.notify_all();
                 }
             }
-            // A panicking host hook must not end the I/O thread.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.after_events()));
+            Self::hook(&*s, |s| s.after_events());
             if self.after.is_some() {
                 self.hook_since.store(0, SeqCst);
                 if self.standby_active.load(SeqCst) {
@@ -179,7 +183,7 @@ impl Runner {
             while self.hook_since.load(SeqCst) == since {
                 let running = Duration::from_nanos(self.now_ns().saturating_sub(since));
                 if let Some(s) = self.service() {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.stalled(running)));
+                    Self::hook(&*s, |s| s.stalled(running));
                 }
                 let stop = self.round(&mut events, &mut scratch, Some(after));
                 if stop != Some(false) {
@@ -190,7 +194,7 @@ impl Runner {
                     return;
                 }
                 if let Some(s) = self.service() {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.after_events()));
+                    Self::hook(&*s, |s| s.after_events());
                 }
             }
             self.standby_active.store(false, SeqCst);

@@ -539,18 +539,17 @@ impl Core {
     }
 
     /// The engine's standby thread reports that the I/O thread has been inside one round
-    /// of inline dispatch for `running` (the standby serves the links meanwhile). The
-    /// first report pauses inline dispatch at once (the slow message is logged when it
-    /// ends, as before); then, every [`MONITOR_CHECK_EVERY`], skynet's own endless-loop
-    /// check runs on our monitor, so a message stuck on the I/O thread is logged ("maybe
-    /// in an endless loop") and marked as one on a worker would be.
-    fn stalled(&self, running: Duration) {
+    /// of inline dispatch for at least [`STANDBY_AFTER`] (the standby serves the links
+    /// meanwhile). The first report pauses inline dispatch at once (the slow message is
+    /// logged when it ends, as before); then, every [`MONITOR_CHECK_EVERY`], skynet's own
+    /// endless-loop check runs on our monitor, so a message stuck on the I/O thread is
+    /// logged ("maybe in an endless loop") and marked as one on a worker would be.
+    fn stalled(&self) {
         let Some(il) = self.inline.as_ref() else { return };
         if !il.running.is_locked() {
             // Not in a dispatch (it has just ended): nothing to report.
             return;
         }
-        let _ = running;
         let now = Instant::now();
         let check = {
             let mut p = il.pause.lock();
@@ -765,8 +764,9 @@ impl Service for Inbox {
         self.0.after_events();
     }
 
-    fn stalled(&self, running: Duration) {
-        self.0.stalled(running);
+    fn stalled(&self, _running: Duration) {
+        // Core keeps its own clock (the pause and the 5 s monitor checks).
+        self.0.stalled();
     }
 }
 
