@@ -24,18 +24,8 @@ fn nested_table() -> Value {
             ("uid".into(), Value::Integer(1_234_567_890_123)),
             ("nick".into(), "skynet player".into()),
             ("level".into(), Value::Integer(42)),
-            (
-                "items".into(),
-                Value::Table(Table::from_array((0..16).map(item).collect())),
-            ),
-            (
-                "pos".into(),
-                Value::Table(Table::from_array(vec![
-                    1.5.into(),
-                    (-2.25).into(),
-                    0.into(),
-                ])),
-            ),
+            ("items".into(), Value::Table(Table::from_array((0..16).map(item).collect()))),
+            ("pos".into(), Value::Table(Table::from_array(vec![1.5.into(), (-2.25).into(), 0.into()]))),
         ],
     })
 }
@@ -45,10 +35,7 @@ fn bench(c: &mut Criterion) {
     let s64k: Value = vec![b'b'; 64 * 1024].into();
     let cases: Vec<(&str, Vec<Value>)> = vec![
         ("tiny_int", vec![Value::Integer(42)]),
-        (
-            "tiny_mixed",
-            vec!["PING".into(), Value::Integer(521), Value::Boolean(false)],
-        ),
+        ("tiny_mixed", vec!["PING".into(), Value::Integer(521), Value::Boolean(false)]),
         ("str_1k", vec![s1k]),
         ("str_64k", vec![s64k]),
         ("nested_table", vec![nested_table()]),
@@ -59,9 +46,7 @@ fn bench(c: &mut Criterion) {
         let len = encode(values).unwrap().len();
         g.throughput(Throughput::Bytes(len as u64));
         // Fresh Vec per call: what skynet.pack does (it returns a new buffer).
-        g.bench_with_input(BenchmarkId::new("encode", name), values, |b, v| {
-            b.iter(|| encode(black_box(v)).unwrap())
-        });
+        g.bench_with_input(BenchmarkId::new("encode", name), values, |b, v| b.iter(|| encode(black_box(v)).unwrap()));
         // Reused buffer: the engine's path.
         let mut out = Vec::with_capacity(len);
         g.bench_with_input(BenchmarkId::new("encode_into", name), values, |b, v| {

@@ -5,10 +5,10 @@
 //! `capi` (the C ABI). Data flows one way: bytes enter at `engine`, are cut by `wire`,
 //! and leave through an adapter.
 
-pub mod wire;
-pub mod seri;
-pub mod engine;
 pub mod capi;
-pub mod lua;
-pub mod skynet;
+pub mod engine;
 pub mod literal;
+pub mod lua;
+pub mod seri;
+pub mod skynet;
+pub mod wire;

@@ -126,9 +126,8 @@ impl Parser<'_> {
                     _ => {
                         self.i = st;
                         let shown: String = String::from_utf8_lossy(&self.s[st..]).chars().take(20).collect();
-                        Err(self.err(&format!(
-                            "`{shown}` is not a Lua literal (strings need quotes, e.g. '\"{shown}\"')"
-                        )))
+                        Err(self
+                            .err(&format!("`{shown}` is not a Lua literal (strings need quotes, e.g. '\"{shown}\"')")))
                     }
                 }
             }
@@ -189,13 +188,17 @@ impl Parser<'_> {
         self.i += 1;
         let mut out = Vec::new();
         loop {
-            let Some(c) = self.peek() else { return Err(self.err("unfinished string")) };
+            let Some(c) = self.peek() else {
+                return Err(self.err("unfinished string"));
+            };
             self.i += 1;
             match c {
                 b'\n' => return Err(self.err("unfinished string")),
                 c if c == q => return Ok(out),
                 b'\\' => {
-                    let Some(e) = self.peek() else { return Err(self.err("unfinished string")) };
+                    let Some(e) = self.peek() else {
+                        return Err(self.err("unfinished string"));
+                    };
                     self.i += 1;
                     match e {
                         b'n' => out.push(b'\n'),
@@ -214,7 +217,9 @@ impl Parser<'_> {
                         }
                         b'x' => {
                             let h = self.s.get(self.i..self.i + 2).and_then(|h| std::str::from_utf8(h).ok());
-                            let v = h.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| self.err("bad \\x escape"))?;
+                            let v = h
+                                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                                .ok_or_else(|| self.err("bad \\x escape"))?;
                             self.i += 2;
                             out.push(v);
                         }
@@ -531,10 +536,10 @@ mod tests {
         assert_eq!(parse("{[1]='a', [2]='b'}").unwrap(), t(vec!["a".into(), "b".into()], vec![]));
         assert_eq!(parse("{1, 2, nil}").unwrap(), t(vec![1.into(), 2.into()], vec![]));
         assert_eq!(parse("{x=1, x=2}").unwrap(), t(vec![], vec![("x".into(), 2.into())]));
-        assert_eq!(parse("{{}, {1}; -- c\n [true]=false}").unwrap(), t(
-            vec![t(vec![], vec![]), t(vec![1.into()], vec![])],
-            vec![(true.into(), false.into())]
-        ));
+        assert_eq!(
+            parse("{{}, {1}; -- c\n [true]=false}").unwrap(),
+            t(vec![t(vec![], vec![]), t(vec![1.into()], vec![])], vec![(true.into(), false.into())])
+        );
         assert!(parse("{[nil]=1}").is_err());
         assert!(parse("{1 2}").is_err());
         let deep = "{".repeat(40) + &"}".repeat(40);
@@ -544,8 +549,18 @@ mod tests {
     #[test]
     fn print_reads_back() {
         for src in [
-            "42", "-1", "1.5", "2.0", "1e+300", "math.huge", "-math.huge", "true", "nil",
-            r#""a\"b\\c\n\0011é""#, r#"{1, 2, x = "y", [10] = false, ["a b"] = {}}"#, "0x8000000000000000",
+            "42",
+            "-1",
+            "1.5",
+            "2.0",
+            "1e+300",
+            "math.huge",
+            "-math.huge",
+            "true",
+            "nil",
+            r#""a\"b\\c\n\0011é""#,
+            r#"{1, 2, x = "y", [10] = false, ["a b"] = {}}"#,
+            "0x8000000000000000",
         ] {
             let v = parse(src).unwrap();
             let p = print(&v);

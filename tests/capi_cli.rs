@@ -24,7 +24,7 @@ struct Server {
 fn server() -> Server {
     let node = Node::new(Config::default()).unwrap();
     let addr = node.listen("127.0.0.1:0").unwrap().to_string();
-    node.register("echo", ECHO);
+    node.register("echo", ECHO).expect("echo is not reserved");
     let pushes = Arc::new(Mutex::new(Vec::new()));
     let names = Arc::new(AtomicUsize::new(0));
     let (p2, n2) = (pushes.clone(), names.clone());
@@ -87,7 +87,9 @@ fn errors_and_exit_codes() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&o.stderr).trim_end(), "Invalid name");
     // Usage: an unquoted string, a missing address, a bad timeout.
-    for args in [vec!["call", &s.addr, "@echo", "GET"], vec!["call", &s.addr], vec!["call", "--timeout", "x", &s.addr, "1"]] {
+    for args in
+        [vec!["call", &s.addr, "@echo", "GET"], vec!["call", &s.addr], vec!["call", "--timeout", "x", &s.addr, "1"]]
+    {
         let o = cli(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
     }

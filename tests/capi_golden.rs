@@ -327,7 +327,9 @@ fn capi_client_against_stock_server() {
                     let mut got = 0u32;
                     match (skc_query(node, peer.as_ptr(), np, 30000, &mut got), rec) {
                         (OK, Ok(p)) => assert_eq!(unpack_typed(&p), vec![serde_json::json!({"t":"int","v":got})]),
-                        (skc_status::SKC_ERR_REMOTE, Err(w)) => assert_eq!(last_error(), w, "{}", t.name),
+                        (skc_status::SKC_ERR_REMOTE, Err(w)) => {
+                            assert_eq!(last_error(), w, "{}", t.name)
+                        }
                         (rc, w) => panic!("{}: query {rc:?} vs recorded {w:?}", t.name),
                     }
                     session = wire::next_session(session);
@@ -338,13 +340,33 @@ fn capi_client_against_stock_server() {
                     if op.get("completion_index").is_some() {
                         let token = session as u64;
                         must(
-                            skc_call_queued(node, peer.as_ptr(), np, id, payload.as_ptr(), payload.len(), 30000, q, token),
+                            skc_call_queued(
+                                node,
+                                peer.as_ptr(),
+                                np,
+                                id,
+                                payload.as_ptr(),
+                                payload.len(),
+                                30000,
+                                q,
+                                token,
+                            ),
                             "skc_call_queued",
                         );
                         queued.push((token, op.clone(), rec));
                     } else {
                         let (mut out, mut len) = (ptr::null_mut(), 0usize);
-                        let rc = skc_call(node, peer.as_ptr(), np, id, payload.as_ptr(), payload.len(), 30000, &mut out, &mut len);
+                        let rc = skc_call(
+                            node,
+                            peer.as_ptr(),
+                            np,
+                            id,
+                            payload.as_ptr(),
+                            payload.len(),
+                            30000,
+                            &mut out,
+                            &mut len,
+                        );
                         let got = if rc == OK {
                             // SAFETY: the answer, `len` bytes, ours to free.
                             let v = unsafe { std::slice::from_raw_parts(out, len) }.to_vec();
@@ -378,7 +400,13 @@ fn capi_client_against_stock_server() {
         let ours = messages(&server.join().unwrap());
         must(skc_node_destroy(node), "skc_node_destroy");
         // Per message, byte for byte: single-frame pushes in order, the rest by session.
-        let key = |m: &Msg| if m.push && m.session == 0 { None } else { Some(m.session) };
+        let key = |m: &Msg| {
+            if m.push && m.session == 0 {
+                None
+            } else {
+                Some(m.session)
+            }
+        };
         let w1: Vec<_> = recorded.iter().filter(|m| key(m).is_none()).map(|m| &m.frames).collect();
         let g1: Vec<_> = ours.iter().filter(|m| key(m).is_none()).map(|m| &m.frames).collect();
         assert!(w1 == g1, "{}: single-frame pushes differ", t.name);

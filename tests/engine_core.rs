@@ -45,7 +45,8 @@ fn deferred_batches_are_written_by_flush_or_drop() {
     let ((), d) = skynet_cluster::engine::batch_deferred(|| c.push("srv", Address::Id(SINK), b"e").unwrap());
     drop(d);
     wait_until(|| seen.pushes.load(Ordering::SeqCst) == 101);
-    let inner = c.batch(|| skynet_cluster::engine::batch_deferred(|| c.push("srv", Address::Id(SINK), b"f").unwrap()).1);
+    let inner =
+        c.batch(|| skynet_cluster::engine::batch_deferred(|| c.push("srv", Address::Id(SINK), b"f").unwrap()).1);
     assert!(inner.is_empty(), "the outer scope owns the write");
     wait_until(|| seen.pushes.load(Ordering::SeqCst) == 102);
     // per-link order holds across all of it

@@ -74,8 +74,13 @@ fn interleaved_requests_cut_anywhere_reassemble() {
     let (_srv, saddr, _) = server(Config::default());
     let mut raw = TcpStream::connect(&saddr).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let payloads: Vec<(u32, Vec<u8>)> =
-        vec![(1, pattern(300_000, 1)), (2, pattern(100, 2)), (3, pattern(70_000, 3)), (4, pattern(1 << 20, 4)), (5, pattern(65_536, 5))];
+    let payloads: Vec<(u32, Vec<u8>)> = vec![
+        (1, pattern(300_000, 1)),
+        (2, pattern(100, 2)),
+        (3, pattern(70_000, 3)),
+        (4, pattern(1 << 20, 4)),
+        (5, pattern(65_536, 5)),
+    ];
     let mut msgs = Vec::new();
     for (session, p) in &payloads {
         let mut out = Vec::new();
@@ -109,7 +114,9 @@ fn interleaved_requests_cut_anywhere_reassemble() {
                 }
                 (session, joining.remove(&session).unwrap())
             }
-            wire::Response::Error { session, msg } => panic!("session {session}: {}", String::from_utf8_lossy(msg)),
+            wire::Response::Error { session, msg } => {
+                panic!("session {session}: {}", String::from_utf8_lossy(msg))
+            }
         };
         let w = want.remove(&session).unwrap_or_else(|| panic!("unexpected answer for session {session}"));
         assert!(w == done, "session {session}: answer differs from the request ({} vs {} bytes)", done.len(), w.len());

@@ -4,7 +4,7 @@
 
 mod engine_util;
 use engine_util::*;
-use skynet_cluster::engine::{Address, CallError, CallOpts, Config, NodeAddr, Node};
+use skynet_cluster::engine::{Address, CallError, CallOpts, Config, Node, NodeAddr};
 use skynet_cluster::wire;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -113,7 +113,9 @@ fn connect_failure_backs_off_and_reload_resets_it() {
     let cfg = Config { backoff_min: Duration::from_secs(3600), ..Config::default() };
     let c = client(cfg, &dead_addr);
     match c.call("srv", Address::Id(1), b"", GUARD) {
-        Err(CallError::LinkDown(w)) | Err(CallError::ConnectFailed(w)) => assert!(w.contains("connect"), "{w}"),
+        Err(CallError::LinkDown(w)) | Err(CallError::ConnectFailed(w)) => {
+            assert!(w.contains("connect"), "{w}")
+        }
         other => panic!("{other:?}"),
     }
     // Within the backoff: fails at once without a new attempt.
@@ -213,17 +215,21 @@ fn garbage_and_oversize_requests_drop_only_that_link() {
     wire::encode_multi_header(&mut out, wire::Address::Id(1), 1, 2 << 20, wire::RequestKind::Call).unwrap();
     raw.write_all(&out).unwrap();
     assert_eq!(raw.read(&mut b).unwrap(), 0);
-    // A part for a session that never had a header.
+    // What stock answers and survives (a part with no header, a lone last part, a duplicate
+    // header, parts beyond the declared size) is answered as stock answers it, on a link
+    // that stays up: see engine_limits.rs for each case. Here: a part with no header.
     let mut raw = TcpStream::connect(&addr).unwrap();
     guard(&raw);
     let mut out = Vec::new();
     wire::encode_request_part(&mut out, 77, b"zz", false);
+    wire::encode_request_part(&mut out, 77, b"zz", true);
     raw.write_all(&out).unwrap();
-    assert_eq!(raw.read(&mut b).unwrap(), 0);
+    let f = read_frame(&mut raw).unwrap();
+    assert_eq!(wire::decode_response(&f).unwrap(), wire::Response::Error { session: 77, msg: b"Invalid large req" });
     // The well-behaved link never noticed.
     assert_eq!(c.call("srv", Address::Id(ECHO), b"b", GUARD).unwrap(), b"b");
     assert_eq!(c.stats("srv").unwrap().drops, 0);
-    wait_until(|| srv.inbound_stats().drops == 3);
+    wait_until(|| srv.inbound_stats().drops == 2);
 }
 
 #[test]
@@ -413,9 +419,13 @@ fn absent_node_waits_for_reload_or_fails_with_nowaiting() {
     // Bounded waits: the timeout applies, blocking or not.
     assert_eq!(c.call("never", Address::Id(ECHO), b"", Some(Duration::from_millis(30))), Err(CallError::Timeout));
     let tx3 = tx.clone();
-    c.call_with("never", Address::Id(ECHO), b"", CallOpts { timeout: Some(Duration::from_millis(30)), trace: None }, move |r| {
-        tx3.send(r.map(|p| p.into_vec())).unwrap()
-    })
+    c.call_with(
+        "never",
+        Address::Id(ECHO),
+        b"",
+        CallOpts { timeout: Some(Duration::from_millis(30)), trace: None },
+        move |r| tx3.send(r.map(|p| p.into_vec())).unwrap(),
+    )
     .unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), Err(CallError::Timeout));
     // A node marked down by the reload fails the waiting calls with NodeDown.
@@ -492,7 +502,9 @@ fn connect_that_never_completes_times_out_and_backs_off() {
     }
     // Counted as a failed attempt: the next call fails at once, inside the backoff.
     match c.call("srv", Address::Id(1), b"x", GUARD) {
-        Err(CallError::ConnectFailed(w)) => assert!(w.contains("timed out") && w.contains("next attempt"), "{w}"),
+        Err(CallError::ConnectFailed(w)) => {
+            assert!(w.contains("timed out") && w.contains("next attempt"), "{w}")
+        }
         other => panic!("{other:?}"),
     }
     drop(fillers);

@@ -77,7 +77,10 @@ fn standby_serves_links_while_after_events_blocks() {
         assert!(stalls[0] >= Duration::from_millis(20) && stalls[0] < Duration::from_millis(1000), "{:?}", stalls[0]);
         assert!(stalls.windows(2).all(|w| w[0] <= w[1]), "stall times go up");
     }
-    assert!(hook.hook_threads.lock().iter().any(|n| n == "skc-standby"), "the standby ran after_events after its rounds");
+    assert!(
+        hook.hook_threads.lock().iter().any(|n| n == "skc-standby"),
+        "the standby ran after_events after its rounds"
+    );
     // The blocked call ends; the I/O thread takes the loop back and the standby stops.
     std::thread::sleep(Duration::from_millis(1600));
     let n_stalls = hook.stalls.lock().len();

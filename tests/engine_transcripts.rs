@@ -50,7 +50,7 @@ fn entries(packed: &[u8]) -> usize {
 fn echo_node(expected: Arc<Mutex<HashMap<u32, Vec<u8>>>>) -> (Node, String) {
     let node = Node::new(Config::default()).unwrap();
     let addr = node.listen("127.0.0.1:0").unwrap().to_string();
-    node.register("echo", ECHO_ADDR);
+    node.register("echo", ECHO_ADDR).expect("echo is not reserved");
     let pushes = Arc::new(Mutex::new(0usize));
     let p2 = pushes.clone();
     let is_echo = |a: Address<'_>| a == Address::Id(ECHO_ADDR) || a == Address::Name(b".echo");
@@ -62,7 +62,9 @@ fn echo_node(expected: Arc<Mutex<HashMap<u32, Vec<u8>>>>) -> (Node, String) {
             let (cmd, used) = minipack::unpack_str(req.payload).expect("command string first");
             match cmd {
                 // Large answers through the no-copy path (framing checked byte for byte too).
-                b"echo" if wire::response_is_multi(req.payload.len() - used) => r.ok_bytes(req.take_payload().slice(used..)),
+                b"echo" if wire::response_is_multi(req.payload.len() - used) => {
+                    r.ok_bytes(req.take_payload().slice(used..))
+                }
                 b"echo" => r.ok(&req.payload[used..]),
                 b"raise" => r.error(RAISE_TEXT),
                 b"getpushes" => {
@@ -117,7 +119,8 @@ fn our_client_against_stock_server() {
         let node = Node::new(cfg).unwrap();
         node.reload(&[(&node_name, Some(&addr))]);
         // Map ops to recorded messages: calls and queries by session, pushes in order.
-        let mut calls: HashMap<u32, Msg> = recorded.iter().filter(|m| !m.push).map(|m| (m.session, m.clone())).collect();
+        let mut calls: HashMap<u32, Msg> =
+            recorded.iter().filter(|m| !m.push).map(|m| (m.session, m.clone())).collect();
         let mut pushes = recorded.iter().filter(|m| m.push).cloned().collect::<Vec<_>>().into_iter();
         let mut session = 1u32;
         let mut traced = false;
@@ -192,7 +195,13 @@ fn our_client_against_stock_server() {
         assert!(calls.is_empty() && pushes.next().is_none(), "{}: every recorded message replayed", t.name);
         let ours = messages(&server.join().unwrap());
         // Per message, byte for byte: calls by session, pushes in order.
-        let key = |m: &Msg| if m.push && m.session == 0 { None } else { Some(m.session) };
+        let key = |m: &Msg| {
+            if m.push && m.session == 0 {
+                None
+            } else {
+                Some(m.session)
+            }
+        };
         let mut want_single: Vec<&Msg> = recorded.iter().filter(|m| key(m).is_none()).collect();
         let mut got_single: Vec<&Msg> = ours.iter().filter(|m| key(m).is_none()).collect();
         assert_eq!(want_single.len(), got_single.len(), "{}", t.name);

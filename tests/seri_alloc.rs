@@ -58,19 +58,10 @@ fn measure(bytes: &[u8]) -> (Result<usize, DecodeError>, usize, usize) {
 #[test]
 fn huge_declared_sizes_cost_nothing_up_front() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "u32 string length 4 GiB",
-            vec![0x25, 0xff, 0xff, 0xff, 0xff, b'x'],
-        ),
+        ("u32 string length 4 GiB", vec![0x25, 0xff, 0xff, 0xff, 0xff, b'x']),
         ("u16 string length 64 KiB", vec![0x15, 0xff, 0xff, b'x']),
-        (
-            "array of 2^31-1",
-            vec![0xfe, 0x22, 0xff, 0xff, 0xff, 0x7f, 0x02],
-        ),
-        (
-            "array of 2^31-1 via qword",
-            vec![0xfe, 0x32, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0],
-        ),
+        ("array of 2^31-1", vec![0xfe, 0x22, 0xff, 0xff, 0xff, 0x7f, 0x02]),
+        ("array of 2^31-1 via qword", vec![0xfe, 0x32, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]),
         ("33 nested arrays of 2^31-1 each", {
             let mut v = Vec::new();
             for _ in 0..33 {
@@ -81,15 +72,9 @@ fn huge_declared_sizes_cost_nothing_up_front() {
     ];
     for (name, bytes) in cases {
         let (r, total, largest) = measure(&bytes);
-        assert!(
-            matches!(r, Err(DecodeError::Truncated { .. })),
-            "{name}: {r:?}"
-        );
+        assert!(matches!(r, Err(DecodeError::Truncated { .. })), "{name}: {r:?}");
         // A few small vectors per nesting level, nothing proportional to the declared sizes.
-        assert!(
-            largest <= 64 * 1024,
-            "{name}: largest allocation {largest} bytes"
-        );
+        assert!(largest <= 64 * 1024, "{name}: largest allocation {largest} bytes");
         assert!(total <= 1024 * 1024, "{name}: {total} bytes allocated");
     }
 }
@@ -102,8 +87,5 @@ fn a_wide_array_header_over_real_data_reserves_a_bounded_amount() {
     let (r, _, largest) = measure(&bytes);
     assert!(matches!(r, Err(DecodeError::Truncated { .. })));
     // The array grows with the values actually read (10 000 * 56-byte values, doubled).
-    assert!(
-        largest <= 2 * 16_384 * 64,
-        "largest allocation {largest} bytes"
-    );
+    assert!(largest <= 2 * 16_384 * 64, "largest allocation {largest} bytes");
 }

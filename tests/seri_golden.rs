@@ -74,11 +74,7 @@ fn lua_table(pairs: Vec<(Value, Value)>) -> Table {
 }
 
 fn values(j: &Json) -> Option<Vec<Value>> {
-    j.as_array()
-        .expect("value list")
-        .iter()
-        .map(typed)
-        .collect()
+    j.as_array().expect("value list").iter().map(typed).collect()
 }
 
 /// What a Lua table holding these pairs looks like: rawset in stream order (float keys with an
@@ -105,10 +101,7 @@ fn canon(v: &Value) -> Value {
         }
     }
     map.sort_by(|(a, _), (b, _)| key_order(a, b));
-    Value::Table(Table {
-        array: vec![],
-        hash: map,
-    })
+    Value::Table(Table { array: vec![], hash: map })
 }
 
 fn key_order(a: &Value, b: &Value) -> Ordering {
@@ -124,11 +117,9 @@ fn key_order(a: &Value, b: &Value) -> Ordering {
         (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
         (Value::String(x), Value::String(y)) => x.cmp(y),
         (Value::Boolean(x), Value::Boolean(y)) => x.cmp(y),
-        _ if rank(a) == 0 && rank(b) == 0 => a
-            .as_f64()
-            .unwrap()
-            .partial_cmp(&b.as_f64().unwrap())
-            .unwrap_or(Ordering::Equal),
+        _ if rank(a) == 0 && rank(b) == 0 => {
+            a.as_f64().unwrap().partial_cmp(&b.as_f64().unwrap()).unwrap_or(Ordering::Equal)
+        }
         _ => rank(a).cmp(&rank(b)),
     }
 }
@@ -141,11 +132,7 @@ fn canon_all(vs: &[Value]) -> Vec<Value> {
 fn check_decoded(id: &str, bytes: &[u8], decoded: &Json) -> Vec<Value> {
     let ours = decode(bytes).unwrap_or_else(|e| panic!("{id}: decode failed: {e}"));
     let want = values(decoded).unwrap_or_else(|| panic!("{id}: decoded has an untyped value"));
-    assert_eq!(
-        canon_all(&ours),
-        canon_all(&want),
-        "{id}: decoded structure differs"
-    );
+    assert_eq!(canon_all(&ours), canon_all(&want), "{id}: decoded structure differs");
     ours
 }
 
@@ -163,11 +150,7 @@ fn packed_values_match_stock_bytes() {
             let a = decode(&ours).unwrap();
             let b = decode(&stock).unwrap();
             assert_eq!(canon_all(&a), canon_all(&b), "{id}: structure differs");
-            assert_eq!(
-                canon_all(&a),
-                canon_all(&vals),
-                "{id}: structure differs from values"
-            );
+            assert_eq!(canon_all(&a), canon_all(&vals), "{id}: structure differs from values");
             structural += 1;
         } else {
             assert!(
@@ -179,11 +162,7 @@ fn packed_values_match_stock_bytes() {
             exact += 1;
         }
     }
-    assert_eq!(
-        exact + structural,
-        79,
-        "packed-value lines (README counts 79)"
-    );
+    assert_eq!(exact + structural, 79, "packed-value lines (README counts 79)");
     assert!(exact > 60, "only {exact} byte-exact cases");
 }
 
@@ -196,10 +175,7 @@ fn stock_bytes_decode_to_recorded_values_and_reencode_identically() {
         let ours = check_decoded(id, &stock, &line["decoded"]);
         // The value model keeps stream order, so stock's own bytes come back unchanged,
         // order-dependent tables included.
-        assert!(
-            encode(&ours).unwrap() == stock,
-            "{id}: decode+encode is not the identity"
-        );
+        assert!(encode(&ours).unwrap() == stock, "{id}: decode+encode is not the identity");
         n += 1;
     }
     assert_eq!(n, 79);
@@ -208,10 +184,7 @@ fn stock_bytes_decode_to_recorded_values_and_reencode_identically() {
 #[test]
 fn pack_errors_are_errors_here() {
     let mut n = 0;
-    for line in lines()
-        .iter()
-        .filter(|l| l.get("values").is_some() && l["ok"] == Json::Bool(false))
-    {
+    for line in lines().iter().filter(|l| l.get("values").is_some() && l["ok"] == Json::Bool(false)) {
         let id = line["id"].as_str().unwrap();
         let err = line["err"].as_str().unwrap();
         match values(&line["values"]) {

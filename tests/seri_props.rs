@@ -2,9 +2,7 @@
 //! mutated bytes that must never panic the decoder.
 
 use proptest::prelude::*;
-use skynet_cluster::seri::{
-    decode, encode, encode_into, encoded_len, DecodeError, EncodeError, Table, Value,
-};
+use skynet_cluster::seri::{decode, encode, encode_into, encoded_len, DecodeError, EncodeError, Table, Value};
 
 fn integer() -> impl Strategy<Value = i64> {
     prop_oneof![
@@ -58,10 +56,7 @@ fn key(inner: impl Strategy<Value = Value>) -> impl Strategy<Value = Value> {
 
 fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(5, 200, 40, |inner| {
-        (
-            prop::collection::vec(inner.clone(), 0..40),
-            prop::collection::vec((key(inner.clone()), inner), 0..6),
-        )
+        (prop::collection::vec(inner.clone(), 0..40), prop::collection::vec((key(inner.clone()), inner), 0..6))
             .prop_map(|(array, hash)| Value::Table(Table { array, hash }))
     })
 }
@@ -69,10 +64,7 @@ fn value() -> impl Strategy<Value = Value> {
 fn nest(levels: usize, inner: Table) -> Value {
     let mut v = Value::Table(inner);
     for _ in 1..levels {
-        v = Value::Table(Table {
-            array: vec![],
-            hash: vec![("k".into(), v)],
-        });
+        v = Value::Table(Table { array: vec![], hash: vec![("k".into(), v)] });
     }
     v
 }

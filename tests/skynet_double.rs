@@ -72,19 +72,35 @@ impl Double {
         let (Some(bin), Some(lib)) = (std::env::var_os("SKC_DOUBLE"), std::env::var_os("SKC_LIB")) else {
             // Written past libtest's capture so the skip is visible in every run; `make test`
             // runs these tests for real through `make test-skynet`, which builds the double.
-            let _ = writeln!(std::io::stderr(), "SKIPPED skynet_double: SKC_DOUBLE / SKC_LIB not set (run `make test-skynet`)");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED skynet_double: SKC_DOUBLE / SKC_LIB not set (run `make test-skynet`)"
+            );
             return None;
         };
         // SKC_DOUBLE_VALGRIND=1 (make test-skynet-leak): the double runs under valgrind,
         // which fails its exit status (checked in `quit`) on an error or a definite leak.
         let mut cmd = if std::env::var_os("SKC_DOUBLE_VALGRIND").is_some() {
             let mut c = Command::new("valgrind");
-            c.args(["-q", "--error-exitcode=9", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect"]).arg(bin);
+            c.args([
+                "-q",
+                "--error-exitcode=9",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect",
+                "--show-leak-kinds=definite,indirect",
+            ])
+            .arg(bin);
             c
         } else {
             Command::new(bin)
         };
-        let mut child = cmd.arg(lib).envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start the double");
+        let mut child = cmd
+            .arg(lib)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the double");
         let stdin = child.stdin.take().unwrap();
         let out = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -169,7 +185,8 @@ impl Double {
     fn serve(&mut self) -> u16 {
         self.cmd(&format!("echo {ECHO:x}"));
         self.cmd(&format!("name .echo {ECHO:x}"));
-        let t = pack(&[Value::Integer(7), Value::String(RAISE_TEXT.to_vec()), Value::String(INVALID_ADDR_TEXT.to_vec())]);
+        let t =
+            pack(&[Value::Integer(7), Value::String(RAISE_TEXT.to_vec()), Value::String(INVALID_ADDR_TEXT.to_vec())]);
         assert_eq!(self.call(1, &t).ty, 1);
         let r = pack(&[Value::Integer(3), s("echo"), Value::Integer(ECHO as i64)]);
         let d = self.call(2, &r);
@@ -309,7 +326,14 @@ fn lua_side_messages() {
     let port = d.serve();
     let addr = format!("127.0.0.1:{port}");
     let reload = |kv: Vec<(Value, Value)>| pack(&[Value::Integer(1), Value::Table(Table::from_pairs(kv))]);
-    let r = d.call(10, &reload(vec![(s("self"), s(&addr)), (s("down"), Value::Boolean(false)), (s("__nowaiting"), Value::Boolean(true))]));
+    let r = d.call(
+        10,
+        &reload(vec![
+            (s("self"), s(&addr)),
+            (s("down"), Value::Boolean(false)),
+            (s("__nowaiting"), Value::Boolean(true)),
+        ]),
+    );
     assert_eq!((r.ty, r.data.clone()), (1, pack(&[Value::Nil])), "reload answers nil");
 
     // cluster.call(node, address, ...): pack(node, address, args...) in, the remote
@@ -332,16 +356,16 @@ fn lua_side_messages() {
     assert_eq!((r.ty, r.data), (1, pack(&[Value::Integer(ECHO as i64)])));
     // Errors: one PTYPE_ERROR (the caller's skynet.call raises "call failed").
     for (i, m) in [
-        pack(&[s("self"), Value::Integer(0), s("nosuch")]),        // query of an unknown name
-        pack(&[s("self"), s("@nosuch"), s("echo")]),               // unknown @name
-        pack(&[s("self"), s(".nosuch"), s("echo")]),               // unknown .name
-        pack(&[s("self"), s("@echo"), s("raise"), s("boom")]),     // the target raises
-        pack(&[s("self"), Value::Integer(0x99), s("echo")]),       // no such service
-        pack(&[s("down"), s("@echo"), s("echo")]),                 // node marked down
-        pack(&[s("absent"), s("@echo"), s("echo")]),               // absent, __nowaiting
+        pack(&[s("self"), Value::Integer(0), s("nosuch")]), // query of an unknown name
+        pack(&[s("self"), s("@nosuch"), s("echo")]),        // unknown @name
+        pack(&[s("self"), s(".nosuch"), s("echo")]),        // unknown .name
+        pack(&[s("self"), s("@echo"), s("raise"), s("boom")]), // the target raises
+        pack(&[s("self"), Value::Integer(0x99), s("echo")]), // no such service
+        pack(&[s("down"), s("@echo"), s("echo")]),          // node marked down
+        pack(&[s("absent"), s("@echo"), s("echo")]),        // absent, __nowaiting
         pack(&[Value::Integer(3), s("echo"), Value::Integer(11)]), // register a taken name
-        pack(&[Value::Integer(99)]),                               // unknown command
-        pack(&[Value::Boolean(true)]),                             // not a request
+        pack(&[Value::Integer(99)]),                        // unknown command
+        pack(&[Value::Boolean(true)]),                      // not a request
     ]
     .iter()
     .enumerate()
@@ -415,7 +439,8 @@ fn bursts_of_calls_and_pushes() {
     // in one batch; every call gets its own answer, every push arrives, in order.
     let n = 300;
     for i in 0..n {
-        let arg = if i % 50 == 7 { Value::String(vec![b'a' + (i % 26) as u8; 40_000]) } else { Value::Integer(i as i64) };
+        let arg =
+            if i % 50 == 7 { Value::String(vec![b'a' + (i % 26) as u8; 40_000]) } else { Value::Integer(i as i64) };
         d.send(10, 100 + i, &pack(&[s("self"), s("@echo"), s("echo"), arg]));
         d.send(10, 0, &pack(&[s("self"), s("@echo"), s("push"), Value::Integer(i as i64)]));
     }
@@ -433,7 +458,8 @@ fn bursts_of_calls_and_pushes() {
         }
     }
     for i in 0..n {
-        let arg = if i % 50 == 7 { Value::String(vec![b'a' + (i % 26) as u8; 40_000]) } else { Value::Integer(i as i64) };
+        let arg =
+            if i % 50 == 7 { Value::String(vec![b'a' + (i % 26) as u8; 40_000]) } else { Value::Integer(i as i64) };
         assert_eq!(answers[&(100 + i)], pack(&[arg]), "answer to call {i}");
         assert_eq!(pushes[i as usize], pack(&[s("push"), Value::Integer(i as i64)]), "push {i} in order");
     }
@@ -471,7 +497,9 @@ impl Double {
 fn inline_dispatch_and_its_switch() {
     let valgrind = std::env::var_os("SKC_DOUBLE_VALGRIND").is_some();
     for (env, on) in [(&[][..], true), (&[("skcluster_inline", "false")][..], false)] {
-        let Some(mut d) = Double::start_env(env) else { return };
+        let Some(mut d) = Double::start_env(env) else {
+            return;
+        };
         d.serve_self();
         // The double's main() races the I/O thread for every message (20 requests to
         // echo, 20 answers to the service, 20 to the caller), so with inline dispatch on a
@@ -546,7 +574,8 @@ fn long_message_is_checked_for_endless_loops() {
     // Only the I/O thread runs messages meanwhile (skynet's workers would be watched by
     // skynet's own monitor); the call goes from this thread straight to the engine.
     d.cmd("workers off");
-    let (r, mut seen) = d.lua(&format!("direct.call('self', '@echo', 70, 0x{CALLER:x}, {})", lua_hex(&[s("hang"), s("zzz")])));
+    let (r, mut seen) =
+        d.lua(&format!("direct.call('self', '@echo', 70, 0x{CALLER:x}, {})", lua_hex(&[s("hang"), s("zzz")])));
     assert_eq!(r, Ok(()));
     let endless = format!("log error: A message from [ :{SERVICE:08x} ] to [ :{ECHO:08x} ] maybe in an endless loop");
     let (mut warned, mut ended, mut answer) = (0, None, None);
@@ -616,17 +645,23 @@ fn lua_hex(v: &[Value]) -> String {
 fn direct_calls_and_pushes_from_a_callers_thread() {
     let Some(mut d) = Double::start() else { return };
     d.serve_self();
-    let (r, mut seen) = d.lua(&format!("direct.call('self', '@echo', 7, 0x{CALLER:x}, {})", lua_hex(&[s("echo"), Value::Integer(5)])));
+    let (r, mut seen) =
+        d.lua(&format!("direct.call('self', '@echo', 7, 0x{CALLER:x}, {})", lua_hex(&[s("echo"), Value::Integer(5)])));
     assert_eq!(r, Ok(()));
     let l = d.find(&mut seen, "deliver ");
     assert_eq!(l, format!("deliver {SERVICE:x} {CALLER:x} 1 7 {}", hex(&pack(&[Value::Integer(5)]))));
     // A numeric address, and a name through skynet (.echo).
-    let (r, mut seen) = d.lua(&format!("direct.call('self', {ECHO}, 8, 0x{CALLER:x}, {})", lua_hex(&[s("echo"), s("n")])));
+    let (r, mut seen) =
+        d.lua(&format!("direct.call('self', {ECHO}, 8, 0x{CALLER:x}, {})", lua_hex(&[s("echo"), s("n")])));
     assert_eq!(r, Ok(()));
     assert_eq!(d.find(&mut seen, "deliver "), format!("deliver {SERVICE:x} {CALLER:x} 1 8 {}", hex(&pack(&[s("n")]))));
     let (r, mut seen) = d.lua(&format!("direct.call('self', '.echo', 9, 0x{CALLER:x}, {})", lua_hex(&[s("raise")])));
     assert_eq!(r, Ok(()));
-    assert_eq!(d.find(&mut seen, "deliver "), format!("deliver {SERVICE:x} {CALLER:x} 7 9 "), "a target that raised: PTYPE_ERROR");
+    assert_eq!(
+        d.find(&mut seen, "deliver "),
+        format!("deliver {SERVICE:x} {CALLER:x} 7 9 "),
+        "a target that raised: PTYPE_ERROR"
+    );
     // A burst of pushes from one chunk: queued on the link and written when the flush
     // token comes back; all arrive, in order.
     let n = 300;
@@ -795,7 +830,10 @@ fn outbound_frames_match_stock_clients() {
         d.sync();
         let mut got = Vec::new();
         while got.len() < t.c2s.len() {
-            got.push(frx.recv_timeout(HANG).unwrap_or_else(|_| panic!("{}: {} of {} frames", t.name, got.len(), t.c2s.len())));
+            got.push(
+                frx.recv_timeout(HANG)
+                    .unwrap_or_else(|_| panic!("{}: {} of {} frames", t.name, got.len(), t.c2s.len())),
+            );
         }
         let down = vec![(s(&node), Value::Boolean(false))];
         assert_eq!(d.call(2, &pack(&[Value::Integer(1), Value::Table(Table::from_pairs(down))])).ty, 1);

@@ -14,7 +14,9 @@ use golden_util::{golden, read_jsonl, unhex};
 fn reencode_request(req: Request<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     match req {
-        Request::Single { addr, session, payload } => wire::encode_request_single(&mut out, addr, session, payload).unwrap(),
+        Request::Single { addr, session, payload } => {
+            wire::encode_request_single(&mut out, addr, session, payload).unwrap()
+        }
         Request::MultiHeader { addr, session, total, push } => {
             let kind = if push { RequestKind::Push } else { RequestKind::Call };
             wire::encode_multi_header(&mut out, addr, session, total as usize, kind).unwrap()
@@ -28,8 +30,12 @@ fn reencode_request(req: Request<'_>) -> Vec<u8> {
 fn reencode_response(resp: Response<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     match resp {
-        Response::Error { session, msg } => wire::encode_response_single(&mut out, session, wire::resp_type::ERROR, msg),
-        Response::Ok { session, payload } => wire::encode_response_single(&mut out, session, wire::resp_type::OK, payload),
+        Response::Error { session, msg } => {
+            wire::encode_response_single(&mut out, session, wire::resp_type::ERROR, msg)
+        }
+        Response::Ok { session, payload } => {
+            wire::encode_response_single(&mut out, session, wire::resp_type::OK, payload)
+        }
         Response::MultiBegin { session, total } => wire::encode_response_begin(&mut out, session, total),
         Response::MultiPart { session, data, last } => wire::encode_response_part(&mut out, session, data, last),
     }
@@ -89,8 +95,12 @@ fn core_pack_results_are_reproduced() {
                     "str" => Address::Name(Box::leak(unhex(args[0]["hex"].as_str().unwrap()).into_boxed_slice())),
                     _ => continue,
                 };
-                let Some(session) = args[1]["v"].as_i64().filter(|_| args[1]["t"] == "int") else { continue };
-                let Some(payload) = bytes_of(&args[2]) else { continue };
+                let Some(session) = args[1]["v"].as_i64().filter(|_| args[1]["t"] == "int") else {
+                    continue;
+                };
+                let Some(payload) = bytes_of(&args[2]) else {
+                    continue;
+                };
                 let session = session as i32 as u32;
                 let kind = if f == "packpush" { RequestKind::Push } else { RequestKind::Call };
                 wire::encode_request(&mut out, addr, session, &payload, kind).unwrap();
@@ -104,13 +114,19 @@ fn core_pack_results_are_reproduced() {
                 assert_eq!(ret[1]["v"].as_i64().unwrap() as u32, wire::next_session(session), "{}", case["id"]);
             }
             "packtrace" => {
-                let Some(tag) = bytes_of(&args[0]) else { continue };
+                let Some(tag) = bytes_of(&args[0]) else {
+                    continue;
+                };
                 wire::encode_trace(&mut out, &tag).unwrap();
                 assert_eq!(out, bytes_of(&ret[0]).unwrap(), "{}", case["id"]);
             }
             "packresponse" => {
-                let Some(session) = args[0]["v"].as_i64().filter(|_| args[0]["t"] == "int") else { continue };
-                let Some(payload) = bytes_of(&args[2]) else { continue };
+                let Some(session) = args[0]["v"].as_i64().filter(|_| args[0]["t"] == "int") else {
+                    continue;
+                };
+                let Some(payload) = bytes_of(&args[2]) else {
+                    continue;
+                };
                 let ok = match &args[1] {
                     v if v["t"] == "bool" => v["v"].as_bool().unwrap(),
                     _ => continue,

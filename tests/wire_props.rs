@@ -64,12 +64,9 @@ fn receive_requests(stream: &[u8]) -> Vec<Delivered> {
     let mut cutter = wire::FrameCutter::new(stream);
     for body in cutter.by_ref() {
         match wire::decode_request(body).expect("our own frames decode") {
-            Request::Single { addr, session, payload } => out.push(Delivered {
-                addr: addr_key(addr),
-                session,
-                push: session == 0,
-                payload: payload.to_vec(),
-            }),
+            Request::Single { addr, session, payload } => {
+                out.push(Delivered { addr: addr_key(addr), session, push: session == 0, payload: payload.to_vec() })
+            }
             Request::MultiHeader { addr, session, total, push } => {
                 parts.begin(session, total, (addr_key(addr), push)).unwrap()
             }

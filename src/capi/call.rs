@@ -115,7 +115,8 @@ pub extern "C" fn skc_call(
             return Err(Error::null("resp or resp_len"));
         }
         let tr = trace();
-        let r = n.handle.call_opts(peer, a, payload, CallOpts { timeout: timeout(timeout_ms), trace: tr.as_deref() })?;
+        let r =
+            n.handle.call_opts(peer, a, payload, CallOpts { timeout: timeout(timeout_ms), trace: tr.as_deref() })?;
         let p = malloc_copy(&r)?;
         out(resp_len, "resp_len", r.len())?;
         out(resp, "resp", p)
@@ -154,23 +155,31 @@ pub extern "C" fn skc_call_async(
     guard(|| {
         let n = get(node)?;
         let (peer, a, payload) = request_args(peer, name, id, data, len)?;
-        let Some(cb) = cb else { return Err(Error::null("cb")) };
+        let Some(cb) = cb else {
+            return Err(Error::null("cb"));
+        };
         let ud = ud as usize;
         let token = n.token;
         let tr = trace();
-        n.handle.call_with(peer, a, payload, CallOpts { timeout: timeout(timeout_ms), trace: tr.as_deref() }, move |r| {
-            in_callback(token, || match r {
-                // SAFETY: `cb` is the caller's callback, given `ud` back and a slice that lives
-                // until it returns (documented as borrowed for the callback).
-                Ok(p) => unsafe { cb(ud as *mut c_void, skc_status::SKC_OK, p.as_ptr(), p.len()) },
-                Err(e) => {
-                    let e = Error::from(e);
-                    let t = error_text(&e);
-                    // SAFETY: as above; `t` is NUL-terminated and outlives the callback.
-                    unsafe { cb(ud as *mut c_void, e.code, t.as_ptr(), t.len() - 1) }
-                }
-            })
-        })?;
+        n.handle.call_with(
+            peer,
+            a,
+            payload,
+            CallOpts { timeout: timeout(timeout_ms), trace: tr.as_deref() },
+            move |r| {
+                in_callback(token, || match r {
+                    // SAFETY: `cb` is the caller's callback, given `ud` back and a slice that lives
+                    // until it returns (documented as borrowed for the callback).
+                    Ok(p) => unsafe { cb(ud as *mut c_void, skc_status::SKC_OK, p.as_ptr(), p.len()) },
+                    Err(e) => {
+                        let e = Error::from(e);
+                        let t = error_text(&e);
+                        // SAFETY: as above; `t` is NUL-terminated and outlives the callback.
+                        unsafe { cb(ud as *mut c_void, e.code, t.as_ptr(), t.len() - 1) }
+                    }
+                })
+            },
+        )?;
         Ok(())
     })
 }
@@ -203,16 +212,22 @@ pub extern "C" fn skc_call_queued(
         let q = queue::get(q)?;
         let (peer, a, payload) = request_args(peer, name, id, data, len)?;
         let tr = trace();
-        n.handle.call_with(peer, a, payload, CallOpts { timeout: timeout(timeout_ms), trace: tr.as_deref() }, move |r| {
-            let d = match r {
-                Ok(p) => Done { token, status: skc_status::SKC_OK, data: p.into_vec() },
-                Err(e) => {
-                    let e = Error::from(e);
-                    Done { token, status: e.code, data: e.msg }
-                }
-            };
-            q.push(d);
-        })?;
+        n.handle.call_with(
+            peer,
+            a,
+            payload,
+            CallOpts { timeout: timeout(timeout_ms), trace: tr.as_deref() },
+            move |r| {
+                let d = match r {
+                    Ok(p) => Done { token, status: skc_status::SKC_OK, data: p.into_vec() },
+                    Err(e) => {
+                        let e = Error::from(e);
+                        Done { token, status: e.code, data: e.msg }
+                    }
+                };
+                q.push(d);
+            },
+        )?;
         Ok(())
     })
 }

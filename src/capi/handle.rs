@@ -121,7 +121,9 @@ pub(crate) fn lookup<T>(kind: &str, t: usize, get: impl FnOnce(&Obj) -> Option<T
 /// Removes a live handle of one kind and returns its object.
 pub(crate) fn remove<T>(kind: &str, t: usize, take: impl FnOnce(Obj) -> Result<T, Obj>) -> Res<T> {
     let mut reg = shard(t).write();
-    let Some(o) = reg.remove(&t) else { return Err(bad(kind, t, None)) };
+    let Some(o) = reg.remove(&t) else {
+        return Err(bad(kind, t, None));
+    };
     match take(o) {
         Ok(v) => Ok(v),
         Err(o) => {

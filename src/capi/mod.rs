@@ -22,13 +22,13 @@
 // Declaring them unsafe would change nothing for C and only hide that contract from Rust.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+mod call;
 mod error;
 mod handle;
 mod node;
-mod call;
+mod pack;
 mod queue;
 mod serve;
-mod pack;
 mod stats;
 
 pub use call::*;

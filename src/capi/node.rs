@@ -95,7 +95,10 @@ pub extern "C" fn skc_node_destroy(node: *mut skc_node) -> skc_status {
         let t = node_token(node);
         if t != 0 && IN_CALLBACK.with(|c| c.get()) == t {
             get(node)?;
-            return Err(Error::new(skc_status::SKC_ERR_DEADLOCK, "skc_node_destroy called from the node's own callback"));
+            return Err(Error::new(
+                skc_status::SKC_ERR_DEADLOCK,
+                "skc_node_destroy called from the node's own callback",
+            ));
         }
         let obj = remove("skc_node", t, |o| match o {
             Obj::Node(n) => Ok(n),
@@ -103,8 +106,8 @@ pub extern "C" fn skc_node_destroy(node: *mut skc_node) -> skc_status {
         })?;
         let n = obj.node.lock().take();
         drop(n); // shuts down, joins the I/O thread
-        // Unanswered requests of this node: dropping a responder answers "no response" on a
-        // closed link, which is discarded.
+                 // Unanswered requests of this node: dropping a responder answers "no response" on a
+                 // closed link, which is discarded.
         let stale = handle::remove_where(|o| matches!(o, Obj::Responder(n, _) if *n == t));
         drop(stale);
         Ok(())
@@ -202,7 +205,9 @@ pub(crate) fn parse_node_map(text: &str) -> Result<NodeMap, String> {
             }
             let addr = if v == "false" {
                 None
-            } else if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+            } else if v.len() >= 2
+                && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
+            {
                 Some(v[1..v.len() - 1].to_string())
             } else {
                 return Err(format!("line {}: the address of `{k}` must be a quoted \"host:port\" or false", ln + 1));
@@ -247,6 +252,7 @@ pub extern "C" fn skc_set_nowaiting(node: *mut skc_node, on: bool) -> skc_status
 
 /// Registers `name` (without the `@`) for the numeric address `id`, like `cluster.register`:
 /// calls to `@name` reach the handler with `id`, and `skc_query` / `cluster.query` answer `id`.
+/// Names beginning with `__skc.` are reserved for the engine's own probes: `SKC_ERR_INVALID`.
 ///
 /// Ownership: `name` is copied. Thread-safety: thread-safe.
 #[no_mangle]
@@ -257,7 +263,7 @@ pub extern "C" fn skc_register(node: *mut skc_node, name: *const c_char, id: u32
         if n.is_empty() || n.len() > 255 {
             return Err(Error::invalid("name length must be between 1 and 255"));
         }
-        nd.handle.register(n, id);
+        nd.handle.register(n, id)?;
         Ok(())
     })
 }

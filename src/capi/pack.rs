@@ -302,7 +302,8 @@ fn values(v: *const skc_values) -> Res<Arc<Vec<Value>>> {
 }
 
 fn at(v: &[Value], i: usize) -> Res<&Value> {
-    v.get(i).ok_or_else(|| Error::new(skc_status::SKC_ERR_RANGE, format!("index {i} is out of range (count {})", v.len())))
+    v.get(i)
+        .ok_or_else(|| Error::new(skc_status::SKC_ERR_RANGE, format!("index {i} is out of range (count {})", v.len())))
 }
 
 fn new_values(v: Vec<Value>, outp: *mut *mut skc_values) -> Res<()> {

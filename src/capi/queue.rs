@@ -160,7 +160,10 @@ fn check_out(c: *mut skc_completion, size: usize) -> Res<()> {
     if size < std::mem::size_of::<skc_completion>() {
         return Err(Error::new(
             skc_status::SKC_ERR_SIZE,
-            format!("out_size {size} is smaller than sizeof(skc_completion) = {}", std::mem::size_of::<skc_completion>()),
+            format!(
+                "out_size {size} is smaller than sizeof(skc_completion) = {}",
+                std::mem::size_of::<skc_completion>()
+            ),
         ));
     }
     Ok(())
@@ -189,7 +192,12 @@ pub extern "C" fn skc_queue_pop(q: *mut skc_queue, out: *mut skc_completion, out
 /// Ownership: as `skc_queue_pop`. Thread-safety: thread-safe. Blocks: never call it from a
 /// node callback while the completion you wait for needs that node's thread.
 #[no_mangle]
-pub extern "C" fn skc_queue_wait(q: *mut skc_queue, timeout_ms: u32, out: *mut skc_completion, out_size: usize) -> skc_status {
+pub extern "C" fn skc_queue_wait(
+    q: *mut skc_queue,
+    timeout_ms: u32,
+    out: *mut skc_completion,
+    out_size: usize,
+) -> skc_status {
     guard(|| {
         let q = get(q)?;
         check_out(out, out_size)?;

@@ -48,8 +48,7 @@ pub struct skc_request {
 /// A blocking `skc_call` from it fails with `SKC_ERR_DEADLOCK`.
 /// Ownership: `req` and everything it points to are borrowed for the call; `r` is owned by the
 /// handler from now on and is freed by answering it.
-pub type skc_handler =
-    Option<unsafe extern "C" fn(ud: *mut c_void, req: *const skc_request, r: *mut skc_responder)>;
+pub type skc_handler = Option<unsafe extern "C" fn(ud: *mut c_void, req: *const skc_request, r: *mut skc_responder)>;
 
 struct CService {
     cb: unsafe extern "C" fn(*mut c_void, *const skc_request, *mut skc_responder),
@@ -126,7 +125,9 @@ impl Service for CService {
 pub extern "C" fn skc_serve(node: *mut skc_node, handler: skc_handler, ud: *mut c_void) -> skc_status {
     guard(|| {
         let n = get(node)?;
-        let Some(cb) = handler else { return Err(Error::null("handler")) };
+        let Some(cb) = handler else {
+            return Err(Error::null("handler"));
+        };
         n.handle.set_service(Arc::new(CService { cb, ud: ud as usize, node: n.token }));
         Ok(())
     })

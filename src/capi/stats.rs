@@ -41,7 +41,12 @@ pub struct skc_stats {
 /// Ownership: `peer` is borrowed; `*out` is the caller's storage. Thread-safety: thread-safe
 /// (counters are read while the node runs; they are consistent individually, not together).
 #[no_mangle]
-pub extern "C" fn skc_stats_get(node: *mut skc_node, peer: *const c_char, out: *mut skc_stats, out_size: usize) -> skc_status {
+pub extern "C" fn skc_stats_get(
+    node: *mut skc_node,
+    peer: *const c_char,
+    out: *mut skc_stats,
+    out_size: usize,
+) -> skc_status {
     guard(|| {
         let n = get(node)?;
         if out.is_null() {

@@ -43,6 +43,39 @@ impl Default for Keepalive {
     }
 }
 
+/// Heartbeat on idle outbound links. The protocol has no heartbeat frame, but every stock
+/// agent answers a name query, so the probe is a query for [`HEARTBEAT_NAME`] (a reserved
+/// name nobody can register): any answer, `name not found` included, proves the peer alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// A link that received nothing for this long is probed.
+    pub interval: Duration,
+    /// No answer to the probe within this long: the link is declared dead, its pending
+    /// calls fail at once with `LinkDown("heartbeat: ...")`, and the next call reconnects.
+    pub deadline: Duration,
+}
+
+impl Heartbeat {
+    /// The same value for interval and deadline (the CLI's `--heartbeat SECS`).
+    pub fn every(d: Duration) -> Heartbeat {
+        Heartbeat { interval: d, deadline: d }
+    }
+}
+
+/// Names beginning with this are the engine's own (heartbeat probes, and later the native
+/// hello): a peer asking for one gets what it gets for any unknown name, and
+/// [`Handle::register`](super::Handle::register) refuses them.
+pub const RESERVED_PREFIX: &str = "__skc.";
+/// The name a heartbeat probe queries (`cluster.query(node, HEARTBEAT_NAME)`).
+pub const HEARTBEAT_NAME: &str = "__skc.heartbeat";
+
+/// Default node-wide budgets: together with the buffer pool (at most ~35 MiB), a node's
+/// reassembly and send buffers stay under 512 MiB whatever the number of links.
+pub const DEFAULT_REASSEMBLY_TOTAL: usize = 224 << 20;
+pub const DEFAULT_SEND_TOTAL: usize = 224 << 20;
+/// Default bound on open links (both directions) per node.
+pub const DEFAULT_MAX_LINKS: usize = 16384;
+
 /// Settings of one [`Node`](super::Node). `Config::default()` is a sensible production setup.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -90,6 +123,27 @@ pub struct Config {
     /// [`Service::stalled`](super::Service::stalled) is told. `None` (the default): one
     /// I/O thread, and a slow `after_events` holds up every link.
     pub standby_after: Option<Duration>,
+    /// Links open at once, both directions, node-wide. A connection accepted beyond it is
+    /// closed at once (counted, logged once per episode); a connect beyond it fails with
+    /// `ConnectFailed`. Each listener may have its own lower bound ([`Handle::listen_with`]).
+    pub max_links: usize,
+    /// Bytes of multi-part messages being reassembled, over all links (the per-link bound
+    /// is `max_message`). A multi-part request whose header would go beyond it is answered
+    /// with an error at once and its parts are dropped; the link stays up.
+    pub max_reassembly_total: usize,
+    /// Bytes queued to send, over all links (the per-link bound is `max_send_queue`).
+    /// Beyond it, a link that already has `FAIR_SHARE` queued is the one refused
+    /// (`Overloaded` for calls and pushes; reading paused for accepted links): links that
+    /// drain their answers keep working.
+    pub max_send_total: usize,
+    /// A multi-part message (request or answer) not completed within this long closes its
+    /// link: the peer left it unfinished. `None`: no limit (stock).
+    pub multi_timeout: Option<Duration>,
+    /// An accepted link that receives nothing for this long is closed. `None` (the
+    /// default): never (stock never closes an agent).
+    pub idle_timeout: Option<Duration>,
+    /// Probe idle outbound links (see [`Heartbeat`]). `None` (the default): stock behaviour.
+    pub heartbeat: Option<Heartbeat>,
 }
 
 impl Default for Config {
@@ -108,6 +162,12 @@ impl Default for Config {
             default_timeout: None,
             first_session: 1,
             standby_after: None,
+            max_links: DEFAULT_MAX_LINKS,
+            max_reassembly_total: DEFAULT_REASSEMBLY_TOTAL,
+            max_send_total: DEFAULT_SEND_TOTAL,
+            multi_timeout: Some(Duration::from_secs(60)),
+            idle_timeout: None,
+            heartbeat: None,
         }
     }
 }

@@ -18,15 +18,16 @@
 //!   I/O thread handles.
 
 use super::error::CallError;
+use super::event::DownReason;
 use super::io::{Cmd, IoShared};
 use super::pool::Pool;
 use super::stats::LinkStats;
+use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::Token;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -46,6 +47,10 @@ const MAX_CHUNK: usize = 1 << 20;
 /// from `Bytes` (two slices per 32 KiB part) to leave in one call (measured at 1 MiB conc 1:
 /// 2 -> 1 writev, ~2.4 -> ~1.1 wake-ups per call per side against 64 slices).
 const MAX_IOV: usize = 256;
+/// When the node's send budget (`Config::max_send_total`) is full, a link with at least
+/// this much queued is the one refused (calls, pushes) or paused (reading requests): a link
+/// whose peer reads its answers keeps working while the ones that do not are held back.
+pub(crate) const FAIR_SHARE: usize = 1 << 20;
 
 /// The answer to a call, handed to a callback: borrowed from the engine's read buffer for
 /// a single-frame answer, owned for a reassembled multi-part one. Copy it (or call
@@ -174,7 +179,7 @@ impl Pending {
             Waiter::Slot(s) => s.set(r.map(Reply::into_vec)),
             Waiter::Callback(cb) => {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r))).is_err() {
-                    eprintln!("skynet-cluster engine: a call_with callback panicked");
+                    super::log::warn("a call_with callback panicked");
                 }
             }
         }
@@ -215,7 +220,13 @@ impl ConnState {
 
     /// Appends one message of at most `need` bytes through `f`, which encodes into the
     /// tail chunk. On error nothing is left behind.
-    pub fn append<R, E>(&mut self, pool: &Pool, need: usize, f: impl FnOnce(&mut Vec<u8>) -> Result<R, E>) -> Result<R, E> {
+    pub fn append<R, E>(
+        &mut self,
+        io: &IoShared,
+        need: usize,
+        f: impl FnOnce(&mut Vec<u8>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let pool = &io.pool;
         let fits = matches!(self.out.back(), Some(Chunk::Buf(b)) if b.capacity() - b.len() >= need);
         if !fits {
             // Chunks grow with the queue: under load many messages share one allocation
@@ -245,6 +256,7 @@ impl ConnState {
             }
         } else {
             self.queued += added;
+            io.send.take(added);
         }
         r
     }
@@ -254,6 +266,7 @@ impl ConnState {
     /// frame), `part_header` gives the 7 bytes before each chunk of `MULTI_PART` bytes.
     pub fn append_shared<E>(
         &mut self,
+        io: &IoShared,
         head: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
         payload: &Bytes,
         part_header: impl Fn(usize, bool) -> [u8; 7],
@@ -277,6 +290,7 @@ impl ConnState {
             at += n;
         }
         self.queued += hdrs.len() + payload.len();
+        io.send.take(hdrs.len() + payload.len());
         Ok(())
     }
 
@@ -307,8 +321,9 @@ pub(crate) struct Conn {
     pub io: Arc<IoShared>,
     pub max_queue: usize,
     pub max_inflight: usize,
-    /// Largest multi-part message accepted from the peer.
+    /// Largest multi-part message accepted from the peer, and how many at once.
     pub max_message: usize,
+    pub max_multi_pending: usize,
     /// Outbound: when a connect still in progress is abandoned.
     pub connect_deadline: Option<Instant>,
     /// Inbound: requests handed to the host and not answered yet.
@@ -446,9 +461,7 @@ impl Conn {
         node: String,
         stats: Arc<LinkStats>,
         io: Arc<IoShared>,
-        max_queue: usize,
-        max_inflight: usize,
-        max_message: usize,
+        cfg: &super::Config,
         session: u32,
     ) -> Conn {
         Conn {
@@ -459,9 +472,10 @@ impl Conn {
             node,
             stats,
             io,
-            max_queue,
-            max_inflight,
-            max_message,
+            max_queue: cfg.max_send_queue,
+            max_inflight: cfg.max_inflight,
+            max_message: cfg.max_message,
+            max_multi_pending: cfg.max_multi_pending,
             connect_deadline: None,
             inflight: AtomicUsize::new(0),
             st: Mutex::new(ConnState {
@@ -529,7 +543,7 @@ impl Conn {
     /// Flushes; a write error closes the link (through the I/O thread).
     pub fn flush_or_report(&self) {
         if let Err(e) = self.flush() {
-            self.io.send(Cmd::Close(self.token, format!("write failed: {e}")));
+            self.io.send(Cmd::Close(self.token, DownReason::Io(format!("write failed: {e}"))));
         }
     }
 
@@ -558,7 +572,10 @@ impl Conn {
             let res = write_chunks(&self.stream, &mut chunks, &mut sent, &mut written, &mut done);
             LinkStats::add(&self.stats.bytes_out, written as u64);
             st = self.st.lock();
-            st.queued = st.queued.saturating_sub(written); // close() may have zeroed it meanwhile
+            // close() may have zeroed the count meanwhile (and given its bytes back).
+            let dec = written.min(st.queued);
+            st.queued -= dec;
+            self.io.send.give(dec);
             for c in done {
                 match c {
                     Chunk::Buf(v) => st.recycle(v, &self.io.pool),
@@ -617,30 +634,56 @@ impl Conn {
         }
     }
 
-    /// Inbound: true when reading may resume (queue and in-service count at half their limits).
+    /// Inbound: true when reading may resume (queue and in-service count at half their
+    /// limits, and the link's queue below half its fair share while the node's send budget
+    /// is full).
     pub fn below_resume(&self, st: &ConnState) -> bool {
-        st.queued() <= self.max_queue / 2 && self.inflight.load(Ordering::Relaxed) <= self.max_inflight / 2
+        st.queued() <= self.max_queue / 2
+            && self.inflight.load(Ordering::Relaxed) <= self.max_inflight / 2
+            && !(self.io.send.full() && st.queued() > FAIR_SHARE / 2)
     }
 
-    /// Inbound: true when reading must pause.
+    /// Inbound: true when reading must pause (counted when the node's budget is the cause).
     pub fn above_pause(&self, st: &ConnState) -> bool {
-        st.queued() >= self.max_queue || self.inflight.load(Ordering::Relaxed) >= self.max_inflight
+        if st.queued() >= self.max_queue || self.inflight.load(Ordering::Relaxed) >= self.max_inflight {
+            return true;
+        }
+        self.over_budget(st)
+    }
+
+    /// The node's send budget is full and this link holds its fair share: it is the one
+    /// refused or paused. Counted.
+    pub fn over_budget(&self, st: &ConnState) -> bool {
+        let over = st.queued() >= FAIR_SHARE && self.io.send.full();
+        if over {
+            super::budget::Counters::add(&self.io.counters.over_budget);
+        }
+        over
+    }
+
+    /// True when a new call or push on this link must fail with `Overloaded`.
+    pub fn refuse_send(&self, st: &ConnState) -> bool {
+        st.queued() >= self.max_queue || self.over_budget(st)
     }
 
     /// Marks the connection closed, shuts the socket down and fails every pending call
     /// with `LinkDown(reason)`. Idempotent. Returns false if it was already closed.
-    pub fn close(&self, reason: &str) -> bool {
+    /// The descriptor itself is closed when the last `Arc` drops: the I/O thread and the
+    /// node map let go of it at once, and responders hold only a `Weak`.
+    pub fn close(&self, reason: &DownReason) -> bool {
+        let reason = reason.to_string();
         let pending = {
             let mut st = self.st.lock();
             if st.closed.is_some() {
                 return false;
             }
-            st.closed = Some(reason.to_string());
+            st.closed = Some(reason.clone());
             st.closed_at = Some(Instant::now());
             st.connected = false;
             st.out = VecDeque::new();
             st.spare = Vec::new();
             st.sent = 0;
+            self.io.send.give(st.queued);
             st.queued = 0;
             std::mem::take(&mut st.pending)
         };
@@ -660,15 +703,16 @@ impl Conn {
         self.inflight.fetch_sub(1, Ordering::Relaxed);
         let mut st = self.st.lock();
         if st.closed.is_some() {
+            super::budget::Counters::add(&self.io.counters.late_answers);
             return;
         }
         let len = match r {
             Ok(p) => p.len(),
             Err(m) => m.len().min(crate::wire::MULTI_PART),
         };
-        let pool = &self.io.pool;
-        if st.append(pool, frame_room(len, 0), |b| crate::wire::encode_response(b, session, r)).is_err() {
-            let _ = st.append(pool, 64, |b| crate::wire::encode_response(b, session, Err(b"response too large")));
+        let io = &*self.io;
+        if st.append(io, frame_room(len, 0), |b| crate::wire::encode_response(b, session, r)).is_err() {
+            let _ = st.append(io, 64, |b| crate::wire::encode_response(b, session, Err(b"response too large")));
         }
         self.answer_queued(st);
     }
@@ -682,10 +726,13 @@ impl Conn {
         self.inflight.fetch_sub(1, Ordering::Relaxed);
         let mut st = self.st.lock();
         if st.closed.is_some() {
+            super::budget::Counters::add(&self.io.counters.late_answers);
             return;
         }
         let total = payload.len() as u32;
+        let io = self.io.clone();
         let _ = st.append_shared::<()>(
+            &io,
             |b| {
                 crate::wire::encode_response_begin(b, session, total);
                 Ok(())
@@ -701,6 +748,14 @@ impl Conn {
     pub fn respond_direct(self: &Arc<Self>, session: u32, r: Result<&[u8], &[u8]>) {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.respond(session, r);
+    }
+}
+
+impl Drop for Conn {
+    /// The socket closes here (the `TcpStream` drops with the struct): the link's place in
+    /// the node's link budget is free again. Every `Conn` was counted in before it was made.
+    fn drop(&mut self) {
+        self.io.links.give(1);
     }
 }
 

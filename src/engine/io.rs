@@ -8,14 +8,18 @@
 //! produced during the iteration (responses, calls issued by callbacks) leaves in one
 //! write per link at the end.
 
+use super::budget::{Budget, Counters};
+use super::config::Config;
 use super::conn::{batch, Conn};
+use super::event::{DownReason, LinkDir, LinkEvent};
+use super::log::{self, RateLimit};
 use super::node::Inner;
+use super::pool::Pool;
+use super::reasm::{Begin, Part, Reasm as Reassembler};
 use super::service::{Inbound, Responder};
 use super::stats::LinkStats;
 use super::{pack, sockopt};
-use super::pool::Pool;
-use super::reasm::Reasm as Reassembler;
-use crate::wire::{self, Address, Request, Response, OwnedAddress};
+use crate::wire::{self, Address, OwnedAddress, Request, Response};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use once_cell::sync::OnceCell;
@@ -56,9 +60,10 @@ enum Read {
 
 pub(crate) enum Cmd {
     AddConn(Arc<Conn>),
-    AddListener(Token, TcpListener),
+    /// A listener and its own bound on accepted links (`None`: only the node's).
+    AddListener(Token, TcpListener, Option<usize>),
     Resume(Token),
-    Close(Token, String),
+    Close(Token, DownReason),
     Shutdown,
 }
 
@@ -78,10 +83,15 @@ pub(crate) struct IoShared {
     pub standby_thread: OnceCell<ThreadId>,
     /// Large buffers shared by this node's links.
     pub pool: Pool,
+    /// Node-wide budgets: open links, bytes queued to send, bytes being reassembled.
+    pub links: Budget,
+    pub send: Budget,
+    pub reasm: Arc<Budget>,
+    pub counters: Counters,
 }
 
 impl IoShared {
-    pub fn new(poll: &Poll) -> io::Result<IoShared> {
+    pub fn new(poll: &Poll, cfg: &Config) -> io::Result<IoShared> {
         Ok(IoShared {
             registry: poll.registry().try_clone()?,
             waker: Waker::new(poll.registry(), WAKER)?,
@@ -93,6 +103,10 @@ impl IoShared {
             io_thread: OnceCell::new(),
             standby_thread: OnceCell::new(),
             pool: Pool::default(),
+            links: Budget::new(cfg.max_links),
+            send: Budget::new(cfg.max_send_total),
+            reasm: Arc::new(Budget::new(cfg.max_reassembly_total)),
+            counters: Counters::default(),
         })
     }
 
@@ -105,7 +119,6 @@ impl IoShared {
         self.cmds.lock().push(cmd);
         let _ = self.waker.wake();
     }
-
 
     /// True on the node's I/O thread and on its standby thread.
     pub fn on_io_thread(&self) -> bool {
@@ -144,8 +157,8 @@ struct Direct {
     last: bool,
 }
 
-struct Entry {
-    conn: Arc<Conn>,
+pub(super) struct Entry {
+    pub(super) conn: Arc<Conn>,
     partial: Vec<u8>,
     /// Set while the rest of a large part goes straight into its reassembly buffer
     /// (`partial` is empty then).
@@ -158,19 +171,110 @@ struct Entry {
     /// Outbound: multi-part responses being joined.
     resp_parts: Option<Reassembler<()>>,
     trace: Option<Vec<u8>>,
+    /// Inbound: the listener that accepted it.
+    pub(super) listener: Option<Token>,
+    /// When bytes last arrived (the round's clock): idle timeout, heartbeat.
+    pub(super) last_in: Instant,
+    /// Outbound: the heartbeat probe in flight (its session, when it was sent).
+    pub(super) probe: Option<(u32, Instant)>,
 }
 
+impl Entry {
+    fn new(conn: Arc<Conn>, now: Instant) -> Entry {
+        let req_parts = conn.inbound.then(|| {
+            let cfg = conn_cfg(&conn);
+            Reassembler::new(cfg.0, cfg.1, conn.io.reasm.clone())
+        });
+        Entry {
+            conn,
+            partial: Vec::new(),
+            direct: None,
+            last_multi: None,
+            req_parts,
+            resp_parts: None,
+            trace: None,
+            listener: None,
+            last_in: now,
+            probe: None,
+        }
+    }
+
+    /// The oldest multi-part message being joined on this link, either direction.
+    pub(super) fn oldest_multi(&self) -> Option<(u32, Instant)> {
+        let a = self.req_parts.as_ref().and_then(|r| r.oldest());
+        let b = self.resp_parts.as_ref().and_then(|r| r.oldest());
+        match (a, b) {
+            (Some(x), Some(y)) => Some(if x.1 <= y.1 { x } else { y }),
+            (x, y) => x.or(y),
+        }
+    }
+}
+
+/// Per-link reassembly bounds: (bytes one link may have declared, messages at once).
+fn conn_cfg(conn: &Conn) -> (usize, usize) {
+    (conn.max_message, conn.max_multi_pending)
+}
+
+/// A listening socket, its own bound on accepted links, and its state after running out
+/// of file descriptors.
+pub(super) struct Listener {
+    sock: TcpListener,
+    max_clients: Option<usize>,
+    /// Links it accepted that are still open.
+    pub(super) open: usize,
+    /// Accepting stopped (EMFILE/ENFILE) at `since`; retried at `retry_at`, backing off.
+    pub(super) stall: Option<Stall>,
+}
+
+pub(super) struct Stall {
+    pub since: Instant,
+    pub retry_at: Instant,
+    pub backoff: Duration,
+}
+
+/// First and longest wait before accepting again after running out of descriptors.
+const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
+/// Refused connections (link limits) are logged at most once per this long.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) struct IoLoop {
     poll: Poll,
-    inner: Arc<Inner>,
-    conns: HashMap<Token, Entry>,
-    listeners: HashMap<Token, TcpListener>,
+    pub(super) inner: Arc<Inner>,
+    pub(super) conns: HashMap<Token, Entry>,
+    pub(super) listeners: HashMap<Token, Listener>,
+    /// The round's clock, read once after `poll` returns.
+    pub(super) now: Instant,
+    /// Housekeeping (timeouts, heartbeats, accept retries) runs every `tick`, when any is on.
+    tick: Option<Duration>,
+    next_tick: Instant,
+    refused_log: RateLimit,
 }
 
 impl IoLoop {
     pub fn new(poll: Poll, inner: Arc<Inner>) -> Self {
-        IoLoop { poll, inner, conns: HashMap::new(), listeners: HashMap::new() }
+        let tick = super::housekeep::tick(&inner.cfg);
+        let now = Instant::now();
+        IoLoop {
+            poll,
+            inner,
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            now,
+            tick,
+            next_tick: now + tick.unwrap_or(ACCEPT_RETRY_MAX),
+            refused_log: RateLimit::new(REFUSED_LOG_EVERY),
+        }
+    }
+
+    /// When housekeeping must run next: the tick, or sooner for a stalled listener.
+    fn housekeeping_at(&self) -> Option<Instant> {
+        let stall = self.listeners.values().filter_map(|l| l.stall.as_ref().map(|s| s.retry_at)).min();
+        let tick = self.tick.map(|_| self.next_tick);
+        match (stall, tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// One round: waits for events (never longer than `cap`, when given), then handles
@@ -182,13 +286,19 @@ impl IoLoop {
         if let Some(c) = cap {
             timeout = Some(timeout.map_or(c, |t| t.min(c)));
         }
+        let house = self.housekeeping_at();
+        if let Some(h) = house {
+            let d = h.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
         if let Err(e) = self.poll.poll(events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
-                eprintln!("skynet-cluster engine: poll failed: {e}");
+                log::warn(&format!("poll failed: {e}"));
                 return true;
             }
         }
         io.wake_at.store(0, Ordering::SeqCst);
+        self.now = Instant::now();
         batch(|| {
             let stop = self.drain_cmds(scratch);
             for ev in events.iter() {
@@ -204,10 +314,24 @@ impl IoLoop {
                 let readable = ev.is_readable() || hup;
                 let writable = ev.is_writable() || ev.is_error() || ev.is_write_closed();
                 // After a hang-up no further edge will come: read to the end.
-                let read = if hup { Read::ToEnd } else if readable { Read::Yes } else { Read::No };
+                let read = if hup {
+                    Read::ToEnd
+                } else if readable {
+                    Read::Yes
+                } else {
+                    Read::No
+                };
                 self.on_event(t, read, writable, scratch);
             }
             self.expire(&io);
+            if house.is_some_and(|h| h <= self.now) {
+                self.housekeep(scratch);
+                if let Some(t) = self.tick {
+                    if self.next_tick <= self.now {
+                        self.next_tick = self.now + t;
+                    }
+                }
+            }
             stop
         })
     }
@@ -215,7 +339,7 @@ impl IoLoop {
     /// After the last round: every link closes (pending calls fail), listeners close.
     pub fn finish(&mut self) {
         for (_, e) in self.conns.drain() {
-            e.conn.close("node shut down");
+            e.conn.close(&DownReason::Shutdown);
         }
         self.listeners.clear();
     }
@@ -288,7 +412,7 @@ impl IoLoop {
         for t in stalled {
             let peer = self.conns.get(&t).and_then(|e| e.conn.peer);
             let after = self.inner.cfg.connect_timeout;
-            self.close(t, &format!("connect to {peer:?} timed out after {after:?}"));
+            self.close(t, DownReason::ConnectFailed(format!("connect to {peer:?} timed out after {after:?}")));
         }
     }
 
@@ -299,40 +423,70 @@ impl IoLoop {
             match c {
                 Cmd::AddConn(conn) => {
                     let t = conn.token;
-                    self.conns.insert(
-                        t,
-                        Entry { conn, partial: Vec::new(), direct: None, last_multi: None, req_parts: None, resp_parts: None, trace: None },
-                    );
+                    self.conns.insert(t, Entry::new(conn, self.now));
                     // The first edge may have fired before we knew the token.
                     self.on_event(t, Read::ToEnd, true, scratch);
                 }
-                Cmd::AddListener(t, l) => {
-                    self.listeners.insert(t, l);
+                Cmd::AddListener(t, sock, max_clients) => {
+                    self.listeners.insert(t, Listener { sock, max_clients, open: 0, stall: None });
                     self.accept(t, scratch);
                 }
                 Cmd::Resume(t) => self.on_event(t, Read::ToEnd, false, scratch),
-                Cmd::Close(t, why) => self.close(t, &why),
+                Cmd::Close(t, why) => self.close(t, why),
                 Cmd::Shutdown => stop = true,
             }
         }
         stop
     }
 
-    fn accept(&mut self, t: Token, scratch: &mut [u8]) {
+    /// Accepts every waiting connection of listener `t`. Beyond the node's `max_links` or
+    /// the listener's own bound a connection is closed at once (counted, logged rate-limited),
+    /// as stock's gate does past `maxclient`. Out of descriptors (EMFILE, ENFILE, ENOBUFS,
+    /// ENOMEM), the listener stalls: housekeeping retries it with backoff (no spinning, and
+    /// with edge-triggered polling no new edge would come for connections already waiting),
+    /// logged once per episode.
+    pub(super) fn accept(&mut self, t: Token, scratch: &mut [u8]) {
         loop {
-            let Some(l) = self.listeners.get(&t) else { return };
-            match l.accept() {
+            let Some(l) = self.listeners.get_mut(&t) else {
+                return;
+            };
+            match l.sock.accept() {
                 Ok((mut stream, peer)) => {
+                    if let Some(s) = l.stall.take() {
+                        let n = self.conns.len();
+                        log::warn(&format!(
+                            "accept resumed after {:.1}s without file descriptors ({n} links open)",
+                            self.now.saturating_duration_since(s.since).as_secs_f64()
+                        ));
+                    }
+                    let full = l.max_clients.is_some_and(|m| l.open >= m);
+                    if full || !self.inner.io.links.try_take(1) {
+                        Counters::add(&self.inner.io.counters.refused_links);
+                        let (open, why) = if full {
+                            (l.open, format!("listener limit of {} links", l.max_clients.unwrap_or(0)))
+                        } else {
+                            (
+                                self.inner.io.links.used(),
+                                format!("node limit of {} links (max_links)", self.inner.io.links.limit()),
+                            )
+                        };
+                        self.refused_log
+                            .warn(self.now, || format!("connection from {peer} refused: {why} reached ({open} open)"));
+                        drop(stream);
+                        continue;
+                    }
+                    l.open += 1;
                     let _ = stream.set_nodelay(true);
                     sockopt::keepalive(stream.as_raw_fd(), self.inner.cfg.keepalive);
                     let token = self.inner.io.token();
                     if let Err(e) =
                         self.inner.io.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
                     {
-                        eprintln!("skynet-cluster engine: register accepted socket: {e}");
+                        log::warn(&format!("register accepted socket: {e}"));
+                        l.open -= 1;
+                        self.inner.io.links.give(1);
                         continue;
                     }
-                    let cfg = &self.inner.cfg;
                     let conn = Arc::new(Conn::new(
                         token,
                         stream,
@@ -341,47 +495,85 @@ impl IoLoop {
                         String::new(),
                         self.inner.inbound_stats.clone(),
                         self.inner.io.clone(),
-                        cfg.max_send_queue,
-                        cfg.max_inflight,
-                        cfg.max_message,
+                        &self.inner.cfg,
                         0,
                     ));
                     LinkStats::add(&self.inner.inbound_stats.connects, 1);
-                    self.conns.insert(
-                        token,
-                        Entry {
-                            conn,
-                            partial: Vec::new(),
-                            direct: None,
-                            last_multi: None,
-                            req_parts: Some(Reassembler::new(cfg.max_message, cfg.max_multi_pending)),
-                            resp_parts: None,
-                            trace: None,
-                        },
-                    );
+                    let mut e = Entry::new(conn, self.now);
+                    e.listener = Some(t);
+                    self.conns.insert(token, e);
+                    self.inner.link_event(LinkEvent {
+                        dir: LinkDir::Inbound,
+                        node: String::new(),
+                        peer: Some(peer),
+                        link: token.0 as u64,
+                        down: None,
+                    });
                     self.on_event(token, Read::ToEnd, false, scratch);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if out_of_descriptors(&e) => {
+                    let now = self.now;
+                    match &mut l.stall {
+                        Some(s) => {
+                            s.backoff = (s.backoff * 2).min(ACCEPT_RETRY_MAX);
+                            s.retry_at = now + s.backoff;
+                        }
+                        None => {
+                            Counters::add(&self.inner.io.counters.accept_stalls);
+                            log::warn(&format!(
+                                "accept paused: {e} ({} links open); retrying until descriptors free up",
+                                self.conns.len()
+                            ));
+                            l.stall =
+                                Some(Stall { since: now, retry_at: now + ACCEPT_RETRY_MIN, backoff: ACCEPT_RETRY_MIN });
+                        }
+                    }
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE and friends: log and let the next edge retry.
-                    eprintln!("skynet-cluster engine: accept failed: {e}");
+                    // A connection that died in the backlog (ECONNABORTED...): next one.
+                    if e.raw_os_error() == Some(libc::ECONNABORTED) || e.raw_os_error() == Some(libc::EPROTO) {
+                        continue;
+                    }
+                    self.refused_log.warn(self.now, || format!("accept failed: {e}"));
                     return;
                 }
             }
         }
     }
 
-    fn close(&mut self, t: Token, why: &str) {
-        if let Some(e) = self.conns.remove(&t) {
-            // No deregistration (mio wants `&mut` of the shared stream): the socket is shut
-            // down now and leaves epoll when its last `Arc` drops; events for a forgotten
-            // token are ignored.
-            if e.conn.close(why) && !why.starts_with("peer closed") && !why.starts_with("node address changed") {
-                let side = if e.conn.inbound { "accepted link".to_string() } else { format!("link to [{}]", e.conn.node) };
-                eprintln!("skynet-cluster engine: {side} ({:?}) closed: {why}", e.conn.peer);
-            }
+    /// Closes link `t`: fails its pending calls, releases its socket (the I/O thread's and
+    /// the node map's references go now; responders hold the link weakly), tells the host.
+    pub(super) fn close(&mut self, t: Token, why: DownReason) {
+        let Some(e) = self.conns.remove(&t) else {
+            return;
+        };
+        if let Some(l) = e.listener.and_then(|l| self.listeners.get_mut(&l)) {
+            l.open -= 1;
         }
+        let conn = e.conn.clone();
+        drop(e);
+        let first = conn.close(&why);
+        if !conn.inbound {
+            self.inner.retire(&conn);
+        }
+        if !first {
+            return;
+        }
+        if !matches!(why, DownReason::PeerClosed | DownReason::Reload | DownReason::Shutdown) {
+            let side = if conn.inbound { "accepted link".to_string() } else { format!("link to [{}]", conn.node) };
+            let peer = conn.peer.map_or_else(|| "?".into(), |p| p.to_string());
+            log::warn(&format!("{side} ({peer}) closed: {why}"));
+        }
+        self.inner.link_event(LinkEvent {
+            dir: if conn.inbound { LinkDir::Inbound } else { LinkDir::Outbound },
+            node: conn.node.clone(),
+            peer: conn.peer,
+            link: t.0 as u64,
+            down: Some(why),
+        });
     }
 
     fn on_event(&mut self, t: Token, read: Read, writable: bool, scratch: &mut [u8]) {
@@ -393,7 +585,8 @@ impl IoLoop {
                 (st.connected, st.closed.is_some())
             };
             if closed {
-                self.close(t, "closed");
+                // Closed by another thread (a reload): drop it here too.
+                self.close(t, DownReason::Reload);
                 return;
             }
             if !connected {
@@ -405,11 +598,19 @@ impl IoLoop {
                             st.ever_connected = true;
                         }
                         LinkStats::add(&conn.stats.connects, 1);
+                        self.inner.link_event(LinkEvent {
+                            dir: LinkDir::Outbound,
+                            node: conn.node.clone(),
+                            peer: conn.peer,
+                            link: t.0 as u64,
+                            down: None,
+                        });
                         conn.flush_or_report();
                     }
                     Ok(false) => return,
                     Err(err) => {
-                        self.close(t, &format!("connect to {:?} failed: {err}", conn.peer));
+                        let peer = conn.peer.map_or_else(|| "?".into(), |p| p.to_string());
+                        self.close(t, DownReason::ConnectFailed(format!("connect to {peer} failed: {err}")));
                         return;
                     }
                 }
@@ -420,8 +621,11 @@ impl IoLoop {
             conn.flush_or_report();
         }
         if read != Read::No {
+            if let Some(e) = self.conns.get_mut(&t) {
+                e.last_in = self.now;
+            }
             if let Err(why) = self.read(t, scratch, read == Read::ToEnd) {
-                self.close(t, &why);
+                self.close(t, why);
             }
         }
     }
@@ -429,9 +633,11 @@ impl IoLoop {
     /// Reads until the socket is drained (or reading is paused), dispatching every complete
     /// frame. `Err` closes the link. Without `to_end`, a short read ends the loop (the
     /// next arrival raises a new edge); with it, reading goes on to `WouldBlock` or EOF.
-    fn read(&mut self, t: Token, scratch: &mut [u8], to_end: bool) -> Result<(), String> {
+    fn read(&mut self, t: Token, scratch: &mut [u8], to_end: bool) -> Result<(), DownReason> {
         let inner = self.inner.clone();
-        let Some(e) = self.conns.get_mut(&t) else { return Ok(()) };
+        let Some(e) = self.conns.get_mut(&t) else {
+            return Ok(());
+        };
         loop {
             if e.conn.inbound && e.conn.st.lock().paused {
                 return Ok(());
@@ -446,11 +652,11 @@ impl IoLoop {
                 scratch[..carried].copy_from_slice(&e.partial);
                 let room = scratch.len() - carried;
                 let n = match (&e.conn.stream).read(&mut scratch[carried..]) {
-                    Ok(0) => return Err("peer closed the connection".into()),
+                    Ok(0) => return Err(DownReason::PeerClosed),
                     Ok(n) => n,
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(err) => return Err(format!("read failed: {err}")),
+                    Err(err) => return Err(DownReason::Io(format!("read failed: {err}"))),
                 };
                 LinkStats::add(&e.conn.stats.bytes_in, n as u64);
                 process(&inner, e, &scratch[..carried + n])?;
@@ -477,7 +683,7 @@ impl IoLoop {
 /// Handles the complete frames at the front of `data` and keeps the incomplete rest: in
 /// `partial`, or, when it starts a large part of a message being joined, in that
 /// message's buffer (the rest of the part is then read straight there: [`read_direct`]).
-fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), String> {
+fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), DownReason> {
     let used = if e.conn.inbound { on_requests(inner, e, data)? } else { on_responses(e, data)? };
     let rest = &data[used..];
     e.partial.clear();
@@ -498,7 +704,9 @@ fn start_direct(e: &mut Entry, rest: &[u8]) -> bool {
         return false;
     }
     let flen = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-    let Some(body) = flen.checked_sub(PART_HEADER - wire::FRAME_PREFIX) else { return false };
+    let Some(body) = flen.checked_sub(PART_HEADER - wire::FRAME_PREFIX) else {
+        return false;
+    };
     let have = rest.len() - PART_HEADER;
     if have >= body {
         return false;
@@ -511,8 +719,12 @@ fn start_direct(e: &mut Entry, rest: &[u8]) -> bool {
             _ => return false,
         };
         let session = u32::from_le_bytes([rest[3], rest[4], rest[5], rest[6]]);
-        let Some(r) = e.req_parts.as_mut() else { return false };
-        let Some(b) = r.direct(session, body, last, pool) else { return false };
+        let Some(r) = e.req_parts.as_mut() else {
+            return false;
+        };
+        let Some(b) = r.direct(session, body, last, pool) else {
+            return false;
+        };
         (session, last, b)
     } else {
         let last = match rest[6] {
@@ -521,8 +733,12 @@ fn start_direct(e: &mut Entry, rest: &[u8]) -> bool {
             _ => return false,
         };
         let session = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]);
-        let Some(r) = e.resp_parts.as_mut() else { return false };
-        let Some(b) = r.direct(session, body, last, pool) else { return false };
+        let Some(r) = e.resp_parts.as_mut() else {
+            return false;
+        };
+        let Some(b) = r.direct(session, body, last, pool) else {
+            return false;
+        };
         (session, last, b)
     };
     let (buf, total) = buf;
@@ -538,7 +754,9 @@ fn start_direct(e: &mut Entry, rest: &[u8]) -> bool {
 /// at least `DIRECT_MIN` more bytes: expects its next part at the start of the next read
 /// (sets `e.direct` with nothing left of a current part).
 fn direct_at_boundary(e: &mut Entry) -> bool {
-    let Some(session) = e.last_multi else { return false };
+    let Some(session) = e.last_multi else {
+        return false;
+    };
     let pool = &e.conn.io.pool;
     let found = if e.conn.inbound {
         e.req_parts.as_mut().and_then(|r| r.direct(session, 0, false, pool))
@@ -560,13 +778,19 @@ fn direct_at_boundary(e: &mut Entry) -> bool {
 /// checked against what they must be. Whatever does not match (a stock peer interleaving
 /// other frames) and what follows the message is then handled as usual. Returns the bytes
 /// read and the room offered, or `None` on `WouldBlock`.
-fn read_direct(inner: &Arc<Inner>, e: &mut Entry, scratch: &mut [u8]) -> Result<Option<(usize, usize)>, String> {
+fn read_direct(inner: &Arc<Inner>, e: &mut Entry, scratch: &mut [u8]) -> Result<Option<(usize, usize)>, DownReason> {
     let d = e.direct.take().expect("direct read without a direct part");
     let session = d.session;
     let inbound = e.conn.inbound;
     let fd = e.conn.stream.as_raw_fd();
-    let found = if inbound { e.req_parts.as_mut().and_then(|r| r.buf(session)) } else { e.resp_parts.as_mut().and_then(|r| r.buf(session)) };
-    let Some((buf, total)) = found else { return Err(format!("multi-part session {session} vanished")) };
+    let found = if inbound {
+        e.req_parts.as_mut().and_then(|r| r.buf(session))
+    } else {
+        e.resp_parts.as_mut().and_then(|r| r.buf(session))
+    };
+    let Some((buf, total)) = found else {
+        return Err(DownReason::Protocol(format!("multi-part session {session} vanished")));
+    };
     // The parts expected: (data bytes, last), the current one first.
     let mut parts = [(0usize, false); DIRECT_PARTS + 1];
     let mut expect = [[0u8; PART_HEADER]; DIRECT_PARTS];
@@ -632,11 +856,11 @@ fn read_direct(inner: &Arc<Inner>, e: &mut Entry, scratch: &mut [u8]) -> Result<
         e.direct = Some(d);
         return match err.kind() {
             io::ErrorKind::WouldBlock => Ok(None),
-            _ => Err(format!("read failed: {err}")),
+            _ => Err(DownReason::Io(format!("read failed: {err}"))),
         };
     }
     if r == 0 {
-        return Err("peer closed the connection".into());
+        return Err(DownReason::PeerClosed);
     }
     let n = r as usize;
     LinkStats::add(&e.conn.stats.bytes_in, n as u64);
@@ -707,10 +931,10 @@ fn connect_status(conn: &Conn) -> Result<bool, String> {
 }
 
 /// Handles the complete request frames at the front of `data`; returns the bytes used.
-fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, String> {
+fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, DownReason> {
     let mut cut = wire::FrameCutter::new(data);
     for body in cut.by_ref() {
-        let req = wire::decode_request(body).map_err(|err| format!("bad request frame: {err}"))?;
+        let req = wire::decode_request(body).map_err(|err| protocol(&e.conn, format!("bad request frame: {err}")))?;
         e.last_multi = match req {
             Request::MultiHeader { session, .. } | Request::Part { session, last: false, .. } => Some(session),
             _ => None,
@@ -724,23 +948,60 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
             Request::MultiHeader { addr, session, total, push } => {
                 let trace = e.trace.take();
                 let r = e.req_parts.as_mut().expect("inbound");
-                r.begin(session, total, (OwnedAddress::of(addr), push, trace)).map_err(|err| err.to_string())?;
+                match r.begin(session, total, (OwnedAddress::of(addr), push, trace)) {
+                    Ok(Begin::Joining) => {}
+                    Ok(Begin::Spoiled) => {
+                        Counters::add(&inner.io.counters.protocol_errors);
+                    }
+                    Ok(Begin::Refused) => {
+                        // The node's reassembly budget is full: this message is the one
+                        // refused, now; the link and the other messages go on.
+                        Counters::add(&inner.io.counters.over_budget);
+                        log::warn(&format!(
+                            "multi-part request of {total} bytes from {} refused: node reassembly budget of {} bytes is full",
+                            peer_text(&e.conn),
+                            inner.io.reasm.limit()
+                        ));
+                        if !push {
+                            e.conn.respond_direct(session, Err(REASSEMBLY_FULL));
+                        }
+                    }
+                    Err(err) => return Err(protocol(&e.conn, err.to_string())),
+                }
             }
             Request::Part { session, data, last } => {
                 let r = e.req_parts.as_mut().expect("inbound");
                 match r.part(session, data, last, &inner.io.pool) {
-                    Ok(None) => {}
-                    Ok(Some((meta, payload))) => request_done(inner, &e.conn, session, meta, payload),
-                    Err(wire::ReassemblyError::SizeMismatch { .. }) => {
-                        // Stock answers this one and keeps the link.
+                    Ok(Part::More) | Ok(Part::Dropped) => {}
+                    Ok(Part::Done(meta, payload)) => request_done(inner, &e.conn, session, meta, payload),
+                    // Stock answers these and keeps the link (see reasm.rs).
+                    Ok(Part::Invalid(_)) => {
+                        Counters::add(&inner.io.counters.protocol_errors);
                         e.conn.respond_direct(session, Err(b"Invalid large req"));
                     }
-                    Err(err) => return Err(err.to_string()),
+                    Ok(Part::Orphan) => {
+                        Counters::add(&inner.io.counters.protocol_errors);
+                        e.conn.respond_direct(session, Err(b"Invalid name"));
+                    }
+                    Err(err) => return Err(protocol(&e.conn, err.to_string())),
                 }
             }
         }
     }
     Ok(cut.consumed())
+}
+
+/// The error text of a request refused because the node's reassembly budget is full.
+pub(crate) const REASSEMBLY_FULL: &[u8] = b"overloaded: node reassembly budget is full";
+
+/// A protocol error that closes the link (counted).
+fn protocol(conn: &Conn, why: String) -> DownReason {
+    Counters::add(&conn.io.counters.protocol_errors);
+    DownReason::Protocol(why)
+}
+
+fn peer_text(conn: &Conn) -> String {
+    conn.peer.map_or_else(|| "?".into(), |p| p.to_string())
 }
 
 /// A reassembled request.
@@ -812,39 +1073,59 @@ fn dispatch(
         Some(s) if push => s.push(req),
         Some(s) => {
             conn.inflight.fetch_add(1, Ordering::Relaxed);
-            s.call(req, Responder::new(conn.clone(), session));
+            s.call(req, Responder::new(conn, session));
         }
         None if push => {}
         None => conn.respond_direct(session, Err(b"no service")),
     }));
     if r.is_err() {
-        eprintln!("skynet-cluster engine: service handler panicked (session {session}); link kept");
+        log::warn(&format!("service handler panicked (session {session}); link kept"));
     }
 }
 
 /// Handles the complete response frames at the front of `data`; returns the bytes used.
-fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, String> {
+fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, DownReason> {
     let mut cut = wire::FrameCutter::new(data);
     for body in cut.by_ref() {
-        let resp = wire::decode_response(body).map_err(|err| format!("bad response frame: {err}"))?;
+        let resp =
+            wire::decode_response(body).map_err(|err| protocol(&e.conn, format!("bad response frame: {err}")))?;
         e.last_multi = match resp {
             Response::MultiBegin { session, .. } | Response::MultiPart { session, last: false, .. } => Some(session),
             _ => None,
         };
         match resp {
             Response::Ok { session, payload } => complete(&e.conn, session, Ok(super::Reply::borrowed(payload))),
-            Response::Error { session, msg } => {
-                complete(&e.conn, session, Err(super::CallError::Remote(msg.to_vec())))
-            }
+            Response::Error { session, msg } => complete(&e.conn, session, Err(super::CallError::Remote(msg.to_vec()))),
             Response::MultiBegin { session, total } => {
-                let r = e.resp_parts.get_or_insert_with(|| Reassembler::new(e.conn.max_message, 1024));
-                r.begin(session, total, ()).map_err(|err| err.to_string())?;
+                let conn = &e.conn;
+                let r = e.resp_parts.get_or_insert_with(|| {
+                    Reassembler::new(conn.max_message, conn.max_multi_pending, conn.io.reasm.clone())
+                });
+                match r.begin(session, total, ()) {
+                    Ok(Begin::Joining) => {}
+                    Ok(Begin::Refused) => {
+                        // This answer is the one refused: its call fails now, its parts are dropped.
+                        Counters::add(&conn.io.counters.over_budget);
+                        complete(conn, session, Err(super::CallError::Overloaded));
+                    }
+                    Ok(Begin::Spoiled) => {
+                        return Err(protocol(conn, format!("duplicate multi-part answer for session {session}")))
+                    }
+                    Err(err) => return Err(protocol(conn, err.to_string())),
+                }
             }
             Response::MultiPart { session, data, last } => {
-                let r = e.resp_parts.as_mut().ok_or_else(|| format!("multi-part piece for unknown session {session}"))?;
+                let Some(r) = e.resp_parts.as_mut() else {
+                    return Err(protocol(&e.conn, format!("multi-part piece for unknown session {session}")));
+                };
                 let pool = &e.conn.io.pool;
-                if let Some(((), payload)) = r.part(session, data, last, pool).map_err(|err| err.to_string())? {
-                    complete_multi(&e.conn, session, payload);
+                match r.part(session, data, last, pool) {
+                    Ok(Part::More) | Ok(Part::Dropped) => {}
+                    Ok(Part::Done((), payload)) => complete_multi(&e.conn, session, payload),
+                    Ok(Part::Invalid(_)) | Ok(Part::Orphan) => {
+                        return Err(protocol(&e.conn, format!("bad multi-part answer for session {session}")))
+                    }
+                    Err(err) => return Err(protocol(&e.conn, err.to_string())),
                 }
             }
         }
@@ -862,3 +1143,7 @@ fn complete(conn: &Conn, session: u32, r: Result<super::Reply<'_>, super::CallEr
     p.complete(r);
 }
 
+/// Accept failed for lack of descriptors or kernel memory: retry later, not now.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+}

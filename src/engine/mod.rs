@@ -85,10 +85,14 @@
 //! with `ConnectFailed`. A link that was up and dropped reconnects on the next call.
 //! Sessions continue across reconnects, as in stock's clustersender.
 
+mod budget;
 mod config;
 mod conn;
 mod error;
+mod event;
+mod housekeep;
 mod io;
+mod log;
 mod node;
 mod pack;
 mod pool;
@@ -98,13 +102,18 @@ pub mod sockopt;
 mod standby;
 mod stats;
 
-pub use config::{default_nodename, Config, Keepalive, NodeAddr, NodeChange, ReloadReport};
+pub use crate::wire::Address;
+pub use budget::Health;
+pub use config::{
+    default_nodename, Config, Heartbeat, Keepalive, NodeAddr, NodeChange, ReloadReport, DEFAULT_MAX_LINKS,
+    DEFAULT_REASSEMBLY_TOTAL, DEFAULT_SEND_TOTAL, HEARTBEAT_NAME, RESERVED_PREFIX,
+};
 pub use conn::{batch, batch_deferred, Callback, Deferred, Reply};
 pub use error::CallError;
+pub use event::{DownReason, LinkDir, LinkEvent, LinkHook};
 pub use node::{CallOpts, Handle, Node};
 pub use service::{FnService, Inbound, Responder, Service};
 pub use stats::{LinkStats, StatsSnapshot};
-pub use crate::wire::Address;
 
 /// Small skynet.pack helpers the engine uses for name queries (the full codec is
 /// `crate::seri`); exposed for tools and tests.

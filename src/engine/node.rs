@@ -1,14 +1,16 @@
 //! The public handle: node map, links to peers, calls, pushes, queries, listening.
 
-use super::config::{default_nodename, Config, NodeAddr, NodeChange, ReloadReport};
+use super::budget::Health;
+use super::config::{default_nodename, Config, NodeAddr, NodeChange, ReloadReport, HEARTBEAT_NAME, RESERVED_PREFIX};
 use super::conn::{batching, Callback, Conn, Pending, Slot, Waiter};
 use super::error::CallError;
-use super::standby::Runner;
+use super::event::{DownReason, LinkDir, LinkEvent, LinkHook};
 use super::io::{Cmd, IoLoop, IoShared};
 use super::service::Service;
+use super::standby::Runner;
 use super::stats::{LinkStats, StatsSnapshot};
 use super::{pack, sockopt};
-use crate::wire::{self, Address, RequestKind, MAX_NAME_LEN, MAX_SESSION, OwnedAddress};
+use crate::wire::{self, Address, OwnedAddress, RequestKind, MAX_NAME_LEN, MAX_SESSION};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll};
@@ -54,6 +56,53 @@ pub(crate) struct Inner {
     shut: AtomicBool,
     /// Callback calls and pushes to nodes that have no address yet, waiting for a reload.
     deferred: Mutex<Vec<Deferred>>,
+    /// The host's link-event hook.
+    link_hook: RwLock<Option<LinkHook>>,
+}
+
+impl Inner {
+    /// Tells the host's hook about a link going up or down. A panicking hook is caught.
+    pub(crate) fn link_event(&self, ev: LinkEvent) {
+        let Some(hook) = self.link_hook.read().clone() else {
+            return;
+        };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&ev))).is_err() {
+            super::log::warn("the link-event hook panicked");
+        }
+    }
+
+    /// A link to a peer node closed: the node map lets go of it (so its socket closes now),
+    /// keeping what the next link needs (the session to continue from, the backoff).
+    pub(crate) fn retire(&self, conn: &Arc<Conn>) {
+        let Some(peer) = self.peers.read().get(&conn.node).cloned() else {
+            return;
+        };
+        let mut ps = peer.st.lock();
+        if ps.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
+            forget_closed(self, &mut ps);
+        }
+    }
+}
+
+/// Drops the closed link of `ps`: sessions continue from where it stopped; a link that never
+/// connected counts as a failed attempt for the backoff, one that was up may reconnect at once.
+fn forget_closed(inner: &Inner, ps: &mut PeerState) {
+    let Some(c) = ps.conn.take() else { return };
+    let st = c.st.lock();
+    ps.next_session = st.session;
+    if st.ever_connected {
+        ps.failures = 0;
+    } else {
+        ps.failures += 1;
+        let wait = backoff(&inner.cfg, ps.failures);
+        ps.retry_after =
+            Some((st.closed_at.unwrap_or_else(Instant::now) + wait, st.closed.clone().unwrap_or_default()));
+    }
+}
+
+fn backoff(c: &Config, failures: u32) -> Duration {
+    let mult = 1u32 << failures.saturating_sub(1).min(16);
+    (c.backoff_min * mult).min(c.backoff_max)
 }
 
 /// Most calls and pushes that may wait for node addresses at once (then `Overloaded`).
@@ -122,7 +171,7 @@ impl Node {
     pub fn new(cfg: Config) -> io::Result<Node> {
         assert!((1..=MAX_SESSION).contains(&cfg.first_session), "first_session must be in 1..=0x7fffffff");
         let poll = Poll::new()?;
-        let io = Arc::new(IoShared::new(&poll)?);
+        let io = Arc::new(IoShared::new(&poll, &cfg)?);
         let nodename = cfg.nodename.clone().unwrap_or_else(default_nodename);
         let inner = Arc::new(Inner {
             nowaiting: AtomicBool::new(cfg.nowaiting),
@@ -137,6 +186,7 @@ impl Node {
             inbound_stats: Arc::new(LinkStats::new()),
             shut: AtomicBool::new(false),
             deferred: Mutex::new(Vec::new()),
+            link_hook: RwLock::new(None),
         });
         let runner = Runner::new(IoLoop::new(poll, inner.clone()), inner.clone());
         // The host's callbacks run on these threads, and inside skynet so do Lua services
@@ -144,11 +194,17 @@ impl Node {
         // only as used), not Rust's 2 MiB, so deep Lua or C recursion fits as on a worker.
         let standby = if runner.has_standby() {
             let r = runner.clone();
-            Some(std::thread::Builder::new().name("skc-standby".into()).stack_size(IO_STACK).spawn(move || r.run_standby())?)
+            Some(
+                std::thread::Builder::new()
+                    .name("skc-standby".into())
+                    .stack_size(IO_STACK)
+                    .spawn(move || r.run_standby())?,
+            )
         } else {
             None
         };
-        let thread = std::thread::Builder::new().name("skc-io".into()).stack_size(IO_STACK).spawn(move || runner.run_io())?;
+        let thread =
+            std::thread::Builder::new().name("skc-io".into()).stack_size(IO_STACK).spawn(move || runner.run_io())?;
         Ok(Node { handle: Handle { inner }, thread: Some(thread), standby })
     }
 
@@ -175,9 +231,10 @@ impl Drop for Node {
                 // Dropped from a callback: the loop exits on its own, after this returns.
                 // Outbound calls still pending fail now, on this thread, while whatever
                 // their callbacks use (a host that is going away) is still there.
-                let conns: Vec<_> = self.handle.inner.peers.read().values().filter_map(|p| p.st.lock().conn.clone()).collect();
+                let conns: Vec<_> =
+                    self.handle.inner.peers.read().values().filter_map(|p| p.st.lock().conn.clone()).collect();
                 for c in conns {
-                    c.close("node shut down");
+                    c.close(&DownReason::Shutdown);
                 }
                 return;
             }
@@ -219,13 +276,20 @@ impl Handle {
     /// Listens on `addr` (`"host:port"`; port 0 picks a free one) and returns the bound
     /// address. Accepted links are served by the [`Service`] set with [`Handle::set_service`].
     pub fn listen(&self, addr: &str) -> io::Result<SocketAddr> {
+        self.listen_with(addr, None)
+    }
+
+    /// [`Handle::listen`] with a bound on the links this listener keeps open at once
+    /// (stock's `maxclient`; `None`: only the node's `max_links`). A connection beyond it
+    /// is closed at once, as stock's gate does.
+    pub fn listen_with(&self, addr: &str, max_clients: Option<usize>) -> io::Result<SocketAddr> {
         let std = std::net::TcpListener::bind(addr)?;
         std.set_nonblocking(true)?;
         let mut l = TcpListener::from_std(std);
         let local = l.local_addr()?;
         let t = self.inner.io.token();
         self.inner.io.registry.register(&mut l, t, Interest::READABLE)?;
-        self.inner.io.send(Cmd::AddListener(t, l));
+        self.inner.io.send(Cmd::AddListener(t, l, max_clients));
         Ok(local)
     }
 
@@ -237,8 +301,42 @@ impl Handle {
     /// Registers `name` (without the `@`) for address `addr`, as `cluster.register`: calls to
     /// `@name` reach the service with `Address::Id(addr)`, and `cluster.query(node, name)`
     /// answers `addr`.
-    pub fn register(&self, name: &str, addr: u32) {
+    ///
+    /// Names beginning with [`RESERVED_PREFIX`] are the engine's own: `Invalid`.
+    pub fn register(&self, name: &str, addr: u32) -> Result<(), CallError> {
+        if name.starts_with(RESERVED_PREFIX) {
+            return Err(CallError::Invalid(format!("name {name:?} is reserved (prefix {RESERVED_PREFIX:?})")));
+        }
         self.inner.names.write().insert(name.as_bytes().to_vec(), addr);
+        Ok(())
+    }
+
+    /// Sets (or clears) the hook told of every link going up or down (see [`LinkEvent`]).
+    /// Links closed by the node's own shutdown are not reported.
+    pub fn set_link_hook(&self, hook: Option<LinkHook>) {
+        *self.inner.link_hook.write() = hook;
+    }
+
+    /// What the node holds against its budgets, and what its limits and timers did.
+    pub fn health(&self) -> Health {
+        let io = &self.inner.io;
+        let c = &io.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Health {
+            links: io.links.used(),
+            max_links: io.links.limit(),
+            reassembly_bytes: io.reasm.used(),
+            max_reassembly_bytes: io.reasm.limit(),
+            send_bytes: io.send.used(),
+            max_send_bytes: io.send.limit(),
+            late_answers: get(&c.late_answers),
+            refused_links: get(&c.refused_links),
+            over_budget: get(&c.over_budget),
+            heartbeat_timeouts: get(&c.heartbeat_timeouts),
+            expired: get(&c.expired),
+            protocol_errors: get(&c.protocol_errors),
+            accept_stalls: get(&c.accept_stalls),
+        }
     }
 
     pub fn unregister(&self, name: &str) {
@@ -293,8 +391,16 @@ impl Handle {
         // Fail the pending calls of replaced links now, from here, with no lock held (their
         // callbacks may call again); the I/O thread forgets the sockets.
         for c in closing {
-            c.close("node address changed by reload");
-            self.inner.io.send(Cmd::Close(c.token, "node address changed by reload".into()));
+            if c.close(&DownReason::Reload) {
+                self.inner.link_event(LinkEvent {
+                    dir: LinkDir::Outbound,
+                    node: c.node.clone(),
+                    peer: c.peer,
+                    link: c.token.0 as u64,
+                    down: Some(DownReason::Reload),
+                });
+            }
+            self.inner.io.send(Cmd::Close(c.token, DownReason::Reload));
         }
         {
             let mut g = self.inner.map_gen.lock();
@@ -351,7 +457,9 @@ impl Handle {
 
     /// True when a link to `node` is connected right now.
     pub fn link_up(&self, node: &str) -> bool {
-        let Some(p) = self.inner.peers.read().get(node).cloned() else { return false };
+        let Some(p) = self.inner.peers.read().get(node).cloned() else {
+            return false;
+        };
         let ps = p.st.lock();
         ps.conn.as_ref().is_some_and(|c| {
             let st = c.st.lock();
@@ -440,22 +548,15 @@ impl Handle {
                             }
                             return Ok(c);
                         }
-                        let (ever, at, why) = (st.ever_connected, st.closed_at, st.closed.clone().unwrap_or_default());
-                        let session = st.session;
                         drop(st);
-                        ps.next_session = session;
-                        ps.conn = None;
-                        if ever {
-                            ps.failures = 0;
-                        } else {
-                            ps.failures += 1;
-                            let wait = self.backoff(ps.failures);
-                            ps.retry_after = Some((at.unwrap_or_else(Instant::now) + wait, why));
-                        }
+                        forget_closed(&self.inner, &mut ps);
                     }
                     if let Some((t, why)) = &ps.retry_after {
                         if Instant::now() < *t {
-                            return Err(CallError::ConnectFailed(format!("{why} (next attempt in {:?})", *t - Instant::now())));
+                            return Err(CallError::ConnectFailed(format!(
+                                "{why} (next attempt in {:?})",
+                                *t - Instant::now()
+                            )));
                         }
                         ps.retry_after = None;
                     }
@@ -466,7 +567,7 @@ impl Handle {
                         }
                         Err(e) => {
                             ps.failures += 1;
-                            let wait = self.backoff(ps.failures);
+                            let wait = backoff(&self.inner.cfg, ps.failures);
                             let why = format!("connect to {a} failed: {e}");
                             ps.retry_after = Some((Instant::now() + wait, why.clone()));
                             return Err(CallError::ConnectFailed(why));
@@ -475,12 +576,6 @@ impl Handle {
                 }
             }
         }
-    }
-
-    fn backoff(&self, failures: u32) -> Duration {
-        let c = &self.inner.cfg;
-        let mult = 1u32 << failures.saturating_sub(1).min(16);
-        (c.backoff_min * mult).min(c.backoff_max)
     }
 
     fn wait_for_map(&self, deadline: Option<Instant>) -> Result<(), CallError> {
@@ -506,14 +601,30 @@ impl Handle {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing"))?;
-        let mut stream = TcpStream::connect(sa)?;
-        stream.set_nodelay(true)?;
+        if !self.inner.io.links.try_take(1) {
+            super::budget::Counters::add(&self.inner.io.counters.refused_links);
+            let limit = self.inner.io.links.limit();
+            return Err(io::Error::other(format!("node limit of {limit} links (max_links) reached")));
+        }
+        // From here the Conn (made below) gives the link back when it drops.
+        let mut stream = match TcpStream::connect(sa) {
+            Ok(s) => s,
+            Err(e) => {
+                self.inner.io.links.give(1);
+                return Err(e);
+            }
+        };
+        let fail = |e: io::Error| {
+            self.inner.io.links.give(1);
+            e
+        };
+        stream.set_nodelay(true).map_err(fail)?;
         sockopt::keepalive(stream.as_raw_fd(), self.inner.cfg.keepalive);
         let cfg = &self.inner.cfg;
         let t = self.inner.io.token();
         // Registered before the I/O thread knows the token: an edge that fires before it
         // drains the AddConn command is lost, so AddConn re-checks connect and read state.
-        self.inner.io.registry.register(&mut stream, t, Interest::READABLE | Interest::WRITABLE)?;
+        self.inner.io.registry.register(&mut stream, t, Interest::READABLE | Interest::WRITABLE).map_err(fail)?;
         let mut conn = Conn::new(
             t,
             stream,
@@ -522,9 +633,7 @@ impl Handle {
             peer.name.clone(),
             peer.stats.clone(),
             self.inner.io.clone(),
-            cfg.max_send_queue,
-            cfg.max_inflight,
-            cfg.max_message,
+            cfg,
             session,
         );
         let deadline = Instant::now() + cfg.connect_timeout;
@@ -553,7 +662,7 @@ impl Handle {
         let cb_deadline = if matches!(waiter, Waiter::Callback(_)) { deadline } else { None };
         let nodename = &self.inner.nodename;
         let session = conn.send_with(force, |st| {
-            if st.queued() >= conn.max_queue {
+            if conn.refuse_send(st) {
                 return Err(CallError::Overloaded);
             }
             let session = st.session;
@@ -573,6 +682,7 @@ impl Handle {
             };
             match payload {
                 Payload::Shared(p) if wire::request_is_multi(p.len()) => st.append_shared(
+                    &conn.io,
                     |b| {
                         put_trace(b)?;
                         wire::encode_multi_header(b, addr, session, p.len(), RequestKind::Call)
@@ -580,7 +690,7 @@ impl Handle {
                     p,
                     |n, last| wire::request_part_header(session, n, last),
                 ),
-                _ => st.append(&conn.io.pool, super::conn::frame_room(payload.len(), tag_len), |b| {
+                _ => st.append(&conn.io, super::conn::frame_room(payload.len(), tag_len), |b| {
                     put_trace(b)?;
                     wire::encode_request(b, addr, session, payload.as_slice(), RequestKind::Call)
                 }),
@@ -606,20 +716,40 @@ impl Handle {
     /// service handler or a callback): that fails with `WouldDeadlock`.
     ///
     /// A node with no address yet is waited for (until the timeout) unless `nowaiting`.
-    pub fn call(&self, node: &str, addr: Address<'_>, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>, CallError> {
+    pub fn call(
+        &self,
+        node: &str,
+        addr: Address<'_>,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, CallError> {
         self.call_opts(node, addr, payload, CallOpts { timeout, trace: None })
     }
 
     /// [`Handle::call`] with options (trace tag).
-    pub fn call_opts(&self, node: &str, addr: Address<'_>, payload: &[u8], opts: CallOpts<'_>) -> Result<Vec<u8>, CallError> {
+    pub fn call_opts(
+        &self,
+        node: &str,
+        addr: Address<'_>,
+        payload: &[u8],
+        opts: CallOpts<'_>,
+    ) -> Result<Vec<u8>, CallError> {
         if self.inner.io.on_io_thread() {
             return Err(CallError::WouldDeadlock);
         }
         let deadline = self.deadline(opts.timeout);
         let slot = Arc::new(Slot::new());
         let force = batching();
-        let (conn, session) =
-            self.submit(node, addr, Payload::Slice(payload), opts.trace, Waiter::Slot(slot.clone()), deadline, true, force)?;
+        let (conn, session) = self.submit(
+            node,
+            addr,
+            Payload::Slice(payload),
+            opts.trace,
+            Waiter::Slot(slot.clone()),
+            deadline,
+            true,
+            force,
+        )?;
         match slot.wait(deadline) {
             Some(r) => r,
             None => {
@@ -641,7 +771,14 @@ impl Handle {
     ///
     /// A node with no address yet: the call (payload copied) waits for the reload that
     /// gives one, within its timeout, unless `nowaiting` (then `NodeAbsent` at once).
-    pub fn call_with<F>(&self, node: &str, addr: Address<'_>, payload: &[u8], opts: CallOpts<'_>, cb: F) -> Result<(), CallError>
+    pub fn call_with<F>(
+        &self,
+        node: &str,
+        addr: Address<'_>,
+        payload: &[u8],
+        opts: CallOpts<'_>,
+        cb: F,
+    ) -> Result<(), CallError>
     where
         F: FnOnce(Result<super::Reply<'_>, CallError>) + Send + 'static,
     {
@@ -651,14 +788,28 @@ impl Handle {
     /// [`Handle::call_with`] for a payload the caller hands over as `Bytes`: a multi-part
     /// request (32 KiB and more) is written straight from it, with no copy. Cloning a
     /// `Bytes` is a reference count, so one payload can go to many calls.
-    pub fn call_with_bytes<F>(&self, node: &str, addr: Address<'_>, payload: Bytes, opts: CallOpts<'_>, cb: F) -> Result<(), CallError>
+    pub fn call_with_bytes<F>(
+        &self,
+        node: &str,
+        addr: Address<'_>,
+        payload: Bytes,
+        opts: CallOpts<'_>,
+        cb: F,
+    ) -> Result<(), CallError>
     where
         F: FnOnce(Result<super::Reply<'_>, CallError>) + Send + 'static,
     {
         self.call_with_payload(node, addr, Payload::Shared(&payload), opts, Box::new(cb))
     }
 
-    fn call_with_payload(&self, node: &str, addr: Address<'_>, payload: Payload<'_>, opts: CallOpts<'_>, cb: Callback) -> Result<(), CallError> {
+    fn call_with_payload(
+        &self,
+        node: &str,
+        addr: Address<'_>,
+        payload: Payload<'_>,
+        opts: CallOpts<'_>,
+        cb: Callback,
+    ) -> Result<(), CallError> {
         check_addr(addr)?;
         let deadline = self.deadline(opts.timeout);
         let mut cb: Option<Callback> = Some(cb);
@@ -681,7 +832,16 @@ impl Handle {
                         cb(r)
                     }
                 }));
-                let r = h.submit(&node, addr.as_addr(), Payload::Shared(&payload), trace.as_deref(), w, deadline, false, false);
+                let r = h.submit(
+                    &node,
+                    addr.as_addr(),
+                    Payload::Shared(&payload),
+                    trace.as_deref(),
+                    w,
+                    deadline,
+                    false,
+                    false,
+                );
                 if let Err(e) = r {
                     if let Some(cb) = cell.lock().take() {
                         cb(Err(e));
@@ -726,18 +886,19 @@ impl Handle {
         }
         let conn = self.link(node, None, false)?;
         conn.send_with(false, |st| {
-            if st.queued() >= conn.max_queue {
+            if conn.refuse_send(st) {
                 return Err(CallError::Overloaded);
             }
             let session = st.session;
             let multi = wire::request_is_multi(payload.len());
             match payload {
                 Payload::Shared(p) if multi => st.append_shared(
+                    &conn.io,
                     |b| wire::encode_multi_header(b, addr, session, p.len(), RequestKind::Push),
                     p,
                     |n, last| wire::request_part_header(session, n, last),
                 ),
-                _ => st.append(&conn.io.pool, super::conn::frame_room(payload.len(), 0), |b| {
+                _ => st.append(&conn.io, super::conn::frame_room(payload.len(), 0), |b| {
                     wire::encode_request(b, addr, session, payload.as_slice(), RequestKind::Push)
                 }),
             }
@@ -799,7 +960,6 @@ impl Payload<'_> {
     }
 }
 
-
 fn check_addr(addr: Address<'_>) -> Result<(), CallError> {
     if let Address::Name(n) = addr {
         if n.is_empty() || n.len() > MAX_NAME_LEN {
@@ -807,4 +967,23 @@ fn check_addr(addr: Address<'_>) -> Result<(), CallError> {
         }
     }
     Ok(())
+}
+
+/// Sends a heartbeat probe on an outbound link: a name query for [`HEARTBEAT_NAME`], which
+/// every stock agent answers (`name not found`). Its answer is dropped; the I/O thread sees
+/// the session leave the pending table. Returns the session, or `None` when the link is
+/// closed or full.
+pub(crate) fn send_probe(conn: &Arc<Conn>) -> Option<u32> {
+    let mut p = Vec::with_capacity(HEARTBEAT_NAME.len() + 5);
+    pack::pack_str(&mut p, HEARTBEAT_NAME.as_bytes());
+    conn.send_with(false, |st| {
+        let session = st.session;
+        st.append(&conn.io, p.len() + 16, |b| wire::encode_request(b, Address::Id(0), session, &p, RequestKind::Call))
+            .map_err(|e| CallError::Invalid(e.to_string()))?;
+        st.session = wire::next_session(session);
+        let waiter = Waiter::Callback(Box::new(|_| {}));
+        st.pending.insert(session, Pending { waiter, start: Instant::now(), deadline: None });
+        Ok(session)
+    })
+    .ok()
 }

@@ -1,9 +1,11 @@
 //! What the host implements to serve requests, and how it answers.
 
+use super::budget::Counters;
 use super::conn::Conn;
+use super::io::IoShared;
 use crate::wire::Address;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// One request or push that arrived on an accepted link, borrowed from the engine's read
 /// buffer for the duration of the handler call. Copy what you need to keep.
@@ -70,15 +72,29 @@ pub trait Service: Send + Sync + 'static {
 
 /// Answers one call. `Send`: it may move to any thread. Consumed by answering; dropping it
 /// unanswered sends the error `no response`, so the caller never hangs because of us.
-/// If the link has dropped meanwhile, the answer is discarded.
+/// If the link has dropped meanwhile, the answer is discarded and counted
+/// ([`Health::late_answers`](super::Health::late_answers)).
+///
+/// A responder does not keep its link open: it holds the link weakly, so a closed link's
+/// socket is released at once however many requests from it are still in service.
 pub struct Responder {
-    conn: Option<Arc<Conn>>,
+    conn: Option<Weak<Conn>>,
+    io: Arc<IoShared>,
     session: u32,
 }
 
 impl Responder {
-    pub(crate) fn new(conn: Arc<Conn>, session: u32) -> Self {
-        Responder { conn: Some(conn), session }
+    pub(crate) fn new(conn: &Arc<Conn>, session: u32) -> Self {
+        Responder { conn: Some(Arc::downgrade(conn)), io: conn.io.clone(), session }
+    }
+
+    /// The link, if it is still there; counts a late answer otherwise.
+    fn take_conn(&mut self) -> Option<Arc<Conn>> {
+        let c = self.conn.take()?.upgrade();
+        if c.is_none() {
+            Counters::add(&self.io.counters.late_answers);
+        }
+        c
     }
 
     /// The session this answer goes to.
@@ -101,13 +117,13 @@ impl Responder {
     /// 32 KiB): the frames are written straight from it. Use with [`Inbound::take_payload`]
     /// to answer with (part of) a large request at no copy.
     pub fn ok_bytes(mut self, payload: bytes::Bytes) {
-        if let Some(c) = self.conn.take() {
+        if let Some(c) = self.take_conn() {
             c.respond_bytes(self.session, payload);
         }
     }
 
     pub fn respond(mut self, r: Result<&[u8], &[u8]>) {
-        if let Some(c) = self.conn.take() {
+        if let Some(c) = self.take_conn() {
             c.respond(self.session, r);
         }
     }
@@ -115,7 +131,7 @@ impl Responder {
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
+        if let Some(c) = self.take_conn() {
             c.respond(self.session, Err(b"no response"));
         }
     }

@@ -114,7 +114,9 @@ impl Runner {
         let mut scratch = vec![0u8; SCRATCH];
         loop {
             // None: the standby ran the round that saw the shutdown.
-            let Some(stop) = self.round(&mut events, &mut scratch, None) else { return };
+            let Some(stop) = self.round(&mut events, &mut scratch, None) else {
+                return;
+            };
             if stop {
                 return self.stop();
             }

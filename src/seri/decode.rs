@@ -2,9 +2,9 @@
 //! [`MAX_DECODE_DEPTH`]), rejects with a typed error everything it rejects.
 
 use super::{
-    DecodeError, Position, Table, Value, MAX_COOKIE, MAX_DECODE_DEPTH, NUMBER_BYTE, NUMBER_DWORD,
-    NUMBER_QWORD, NUMBER_REAL, NUMBER_WORD, NUMBER_ZERO, POINTER_SIZE, TYPE_BOOLEAN,
-    TYPE_LONG_STRING, TYPE_NIL, TYPE_NUMBER, TYPE_SHORT_STRING, TYPE_TABLE, TYPE_USERDATA,
+    DecodeError, Position, Table, Value, MAX_COOKIE, MAX_DECODE_DEPTH, NUMBER_BYTE, NUMBER_DWORD, NUMBER_QWORD,
+    NUMBER_REAL, NUMBER_WORD, NUMBER_ZERO, POINTER_SIZE, TYPE_BOOLEAN, TYPE_LONG_STRING, TYPE_NIL, TYPE_NUMBER,
+    TYPE_SHORT_STRING, TYPE_TABLE, TYPE_USERDATA,
 };
 
 /// At most this many elements are reserved ahead for a table's array part, whatever size it
@@ -33,10 +33,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     #[inline]
     fn at(&self) -> Position {
-        Position {
-            offset: self.pos,
-            remaining: self.buf.len() - self.pos,
-        }
+        Position { offset: self.pos, remaining: self.buf.len() - self.pos }
     }
 
     /// Take `n` bytes, or fail (consuming nothing, like `rb_read`).
@@ -48,10 +45,7 @@ impl<'a> Reader<'a> {
                 self.pos += n;
                 Ok(s)
             }
-            None => Err(DecodeError::Truncated {
-                at: self.at(),
-                needed: n,
-            }),
+            None => Err(DecodeError::Truncated { at: self.at(), needed: n }),
         }
     }
 
@@ -76,12 +70,7 @@ impl<'a> Reader<'a> {
             NUMBER_WORD => i64::from(u16::from_le_bytes(self.take_array()?)),
             NUMBER_DWORD => i64::from(i32::from_le_bytes(self.take_array()?)),
             NUMBER_QWORD => i64::from_le_bytes(self.take_array()?),
-            _ => {
-                return Err(DecodeError::InvalidNumberCookie {
-                    at: self.at(),
-                    cookie,
-                })
-            }
+            _ => return Err(DecodeError::InvalidNumberCookie { at: self.at(), cookie }),
         })
     }
 
@@ -102,58 +91,37 @@ impl<'a> Reader<'a> {
                     Value::Integer(self.integer(cookie)?)
                 }
             }
-            TYPE_USERDATA => {
-                Value::LightUserdata(usize::from_ne_bytes(self.take_array::<POINTER_SIZE>()?))
-            }
+            TYPE_USERDATA => Value::LightUserdata(usize::from_ne_bytes(self.take_array::<POINTER_SIZE>()?)),
             TYPE_SHORT_STRING => self.string(usize::from(cookie))?,
             TYPE_LONG_STRING => {
                 let len = match cookie {
                     2 => usize::from(u16::from_le_bytes(self.take_array()?)),
                     4 => u32::from_le_bytes(self.take_array()?) as usize,
-                    _ => {
-                        return Err(DecodeError::InvalidStringCookie {
-                            at: self.at(),
-                            cookie,
-                        })
-                    }
+                    _ => return Err(DecodeError::InvalidStringCookie { at: self.at(), cookie }),
                 };
                 self.string(len)?
             }
             TYPE_TABLE => Value::Table(self.table(cookie, depth + 1)?),
-            _ => {
-                return Err(DecodeError::InvalidType {
-                    at: self.at(),
-                    byte,
-                })
-            }
+            _ => return Err(DecodeError::InvalidType { at: self.at(), byte }),
         })
     }
 
     /// A table whose type byte (cookie = array size or 31) was consumed; `depth` counts this table.
     fn table(&mut self, cookie: u8, depth: usize) -> Result<Table, DecodeError> {
         if depth > MAX_DECODE_DEPTH {
-            return Err(DecodeError::TooDeep {
-                at: self.at(),
-                depth,
-            });
+            return Err(DecodeError::TooDeep { at: self.at(), depth });
         }
         let n = if cookie == MAX_COOKIE - 1 {
             let b = self.type_byte()?;
             let c = b >> 3;
             if b & 7 != TYPE_NUMBER || c == NUMBER_REAL {
-                return Err(DecodeError::InvalidArraySize {
-                    at: self.at(),
-                    byte: b,
-                });
+                return Err(DecodeError::InvalidArraySize { at: self.at(), byte: b });
             }
             let size = self.integer(c)?;
             // lua-seri.c stores the size in a C `int`: wrap to 32 bits as it does.
             let size32 = size as i32;
             if size32 < 0 {
-                return Err(DecodeError::NegativeArraySize {
-                    at: self.at(),
-                    size,
-                });
+                return Err(DecodeError::NegativeArraySize { at: self.at(), size });
             }
             size32 as usize
         } else {

@@ -1,10 +1,9 @@
 //! Encoder: values to skynet.pack bytes.
 
 use super::{
-    combine, EncodeError, Table, Value, MAX_ARRAY_LEN, MAX_COOKIE, MAX_DEPTH, MAX_PACK_SIZE,
-    MAX_STRING_LEN, NUMBER_BYTE, NUMBER_DWORD, NUMBER_QWORD, NUMBER_REAL, NUMBER_WORD, NUMBER_ZERO,
-    POINTER_SIZE, TYPE_BOOLEAN, TYPE_LONG_STRING, TYPE_NIL, TYPE_NUMBER, TYPE_SHORT_STRING,
-    TYPE_TABLE, TYPE_USERDATA,
+    combine, EncodeError, Table, Value, MAX_ARRAY_LEN, MAX_COOKIE, MAX_DEPTH, MAX_PACK_SIZE, MAX_STRING_LEN,
+    NUMBER_BYTE, NUMBER_DWORD, NUMBER_QWORD, NUMBER_REAL, NUMBER_WORD, NUMBER_ZERO, POINTER_SIZE, TYPE_BOOLEAN,
+    TYPE_LONG_STRING, TYPE_NIL, TYPE_NUMBER, TYPE_SHORT_STRING, TYPE_TABLE, TYPE_USERDATA,
 };
 
 /// Pack `values` as one message, like `skynet.pack(v1, v2, ...)`.
@@ -29,17 +28,14 @@ pub fn encode_into(out: &mut Vec<u8>, values: &[Value]) -> Result<(), EncodeErro
         _ => {}
     }
     let start = out.len();
-    let result = values
-        .iter()
-        .try_for_each(|v| write_value(out, v, 0))
-        .and_then(|()| {
-            let len = out.len() - start;
-            if len > MAX_PACK_SIZE {
-                Err(EncodeError::MessageTooLarge { len })
-            } else {
-                Ok(())
-            }
-        });
+    let result = values.iter().try_for_each(|v| write_value(out, v, 0)).and_then(|()| {
+        let len = out.len() - start;
+        if len > MAX_PACK_SIZE {
+            Err(EncodeError::MessageTooLarge { len })
+        } else {
+            Ok(())
+        }
+    });
     if result.is_err() {
         out.truncate(start);
     }
@@ -229,11 +225,7 @@ fn value_len(v: &Value, depth: usize) -> Result<usize, EncodeError> {
                 return Err(EncodeError::ArrayTooLong { len: n });
             }
             // Type byte, optional packed size, then the closing nil.
-            let mut len = 2 + if n >= (MAX_COOKIE - 1) as usize {
-                integer_len(n as i64)
-            } else {
-                0
-            };
+            let mut len = 2 + if n >= (MAX_COOKIE - 1) as usize { integer_len(n as i64) } else { 0 };
             for v in &t.array {
                 len = len.saturating_add(value_len(v, depth)?);
             }
@@ -243,9 +235,7 @@ fn value_len(v: &Value, depth: usize) -> Result<usize, EncodeError> {
                     Value::Real(f) if f.is_nan() => return Err(EncodeError::NanKey),
                     _ => {}
                 }
-                len = len
-                    .saturating_add(value_len(k, depth)?)
-                    .saturating_add(value_len(v, depth)?);
+                len = len.saturating_add(value_len(k, depth)?).saturating_add(value_len(v, depth)?);
             }
             len
         }

@@ -35,16 +35,10 @@ impl fmt::Display for EncodeError {
                 write!(f, "serialize can't pack a string of {len} bytes (too long)")
             }
             EncodeError::ArrayTooLong { len } => {
-                write!(
-                    f,
-                    "serialize can't pack an array part of {len} values (too long)"
-                )
+                write!(f, "serialize can't pack an array part of {len} values (too long)")
             }
             EncodeError::MessageTooLarge { len } => {
-                write!(
-                    f,
-                    "serialize can't pack a message of {len} bytes (too large)"
-                )
+                write!(f, "serialize can't pack a message of {len} bytes (too large)")
             }
         }
     }
@@ -122,11 +116,7 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let at = self.position();
-        write!(
-            f,
-            "Invalid serialize stream {} (at byte {}): ",
-            at.remaining, at.offset
-        )?;
+        write!(f, "Invalid serialize stream {} (at byte {}): ", at.remaining, at.offset)?;
         match self {
             DecodeError::Truncated { needed, .. } => {
                 write!(f, "truncated, {needed} more bytes needed")
@@ -139,20 +129,13 @@ impl fmt::Display for DecodeError {
                 write!(f, "invalid long string cookie {cookie}")
             }
             DecodeError::InvalidArraySize { byte, .. } => {
-                write!(
-                    f,
-                    "table array size is not an integer (type byte {byte:#04x})"
-                )
+                write!(f, "table array size is not an integer (type byte {byte:#04x})")
             }
             DecodeError::NegativeArraySize { size, .. } => {
                 write!(f, "table array size {size} is negative")
             }
             DecodeError::TooDeep { depth, .. } => {
-                write!(
-                    f,
-                    "tables nested {depth} deep (more than {})",
-                    super::MAX_DECODE_DEPTH
-                )
+                write!(f, "tables nested {depth} deep (more than {})", super::MAX_DECODE_DEPTH)
             }
             DecodeError::NanKey { .. } => f.write_str("table key is NaN"),
         }

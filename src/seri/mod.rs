@@ -148,18 +148,12 @@ mod tests {
         assert_eq!(rt(&[256.into()]), [0x12, 0, 1]);
         assert_eq!(rt(&[65536.into()]), [0x22, 0, 0, 1, 0]);
         assert_eq!(rt(&[(-1).into()]), [0x22, 0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            rt(&[Value::Integer(1 << 31)]),
-            [0x32, 0, 0, 0, 0x80, 0, 0, 0, 0]
-        );
+        assert_eq!(rt(&[Value::Integer(1 << 31)]), [0x32, 0, 0, 0, 0x80, 0, 0, 0, 0]);
     }
 
     #[test]
     fn tables_and_limits() {
-        let t = Table {
-            array: vec![1.into(), "a".into()],
-            hash: vec![("k".into(), true.into())],
-        };
+        let t = Table { array: vec![1.into(), "a".into()], hash: vec![("k".into(), true.into())] };
         assert_eq!(rt(&[t.into()]), b"\x16\x0a\x01\x0ca\x0ck\x09\x00");
         let big = Table::from_array((0..31).map(Value::from).collect());
         assert_eq!(&rt(&[big.into()])[..3], &[0xfe, 0x0a, 31]);
@@ -173,10 +167,7 @@ mod tests {
             v
         };
         rt(&[nest(33, Table::new())]);
-        assert_eq!(
-            encode(&[nest(34, Table::new())]),
-            Err(EncodeError::TooDeep { depth: 33 })
-        );
+        assert_eq!(encode(&[nest(34, Table::new())]), Err(EncodeError::TooDeep { depth: 33 }));
         assert!(encode(&[nest(33, Table::from_array(vec![Value::Nil]))]).is_err());
         let deep = [&[0x0eu8; 34][..], &[0x06], &[0u8; 34][..]].concat();
         assert!(matches!(decode(&deep), Err(DecodeError::TooDeep { .. })));
@@ -187,10 +178,7 @@ mod tests {
         assert_eq!(encode(&[bad.into()]), Err(EncodeError::NilKey));
         let mut out = vec![7];
         let bad = Table::from_pairs(vec![(1.into(), 1.into()), (f64::NAN.into(), 1.into())]);
-        assert_eq!(
-            encode_into(&mut out, &[1.into(), bad.into()]),
-            Err(EncodeError::NanKey)
-        );
+        assert_eq!(encode_into(&mut out, &[1.into(), bad.into()]), Err(EncodeError::NanKey));
         assert_eq!(out, [7]);
     }
 
@@ -199,43 +187,19 @@ mod tests {
         let e = decode(&[0x22, 0x78]).unwrap_err();
         assert_eq!(e.remaining(), 1);
         assert_eq!(e.stock_message(), "Invalid serialize stream 1");
-        assert!(matches!(
-            decode(&[0x07]),
-            Err(DecodeError::InvalidType { .. })
-        ));
-        assert!(matches!(
-            decode(&[0x2a]),
-            Err(DecodeError::InvalidNumberCookie { cookie: 5, .. })
-        ));
-        assert!(matches!(
-            decode(&[0x1d]),
-            Err(DecodeError::InvalidStringCookie { cookie: 3, .. })
-        ));
+        assert!(matches!(decode(&[0x07]), Err(DecodeError::InvalidType { .. })));
+        assert!(matches!(decode(&[0x2a]), Err(DecodeError::InvalidNumberCookie { cookie: 5, .. })));
+        assert!(matches!(decode(&[0x1d]), Err(DecodeError::InvalidStringCookie { cookie: 3, .. })));
         // Absurd sizes fail on the missing bytes, without allocating for them.
-        assert!(matches!(
-            decode(&[0x25, 0xff, 0xff, 0xff, 0xff]),
-            Err(DecodeError::Truncated { .. })
-        ));
-        assert!(matches!(
-            decode(&[0xfe, 0x22, 0xff, 0xff, 0xff, 0x7f]),
-            Err(DecodeError::Truncated { .. })
-        ));
-        assert!(matches!(
-            decode(&[0xfe, 0x22, 0xff, 0xff, 0xff, 0xff]),
-            Err(DecodeError::NegativeArraySize { .. })
-        ));
-        assert!(matches!(
-            decode(&[0xfe, 0x42]),
-            Err(DecodeError::InvalidArraySize { .. })
-        ));
+        assert!(matches!(decode(&[0x25, 0xff, 0xff, 0xff, 0xff]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(decode(&[0xfe, 0x22, 0xff, 0xff, 0xff, 0x7f]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(decode(&[0xfe, 0x22, 0xff, 0xff, 0xff, 0xff]), Err(DecodeError::NegativeArraySize { .. })));
+        assert!(matches!(decode(&[0xfe, 0x42]), Err(DecodeError::InvalidArraySize { .. })));
         // An 8-byte array size wraps to a C int like stock: 2^32 + 1 -> 1.
         let v = decode(&[0xfe, 0x32, 1, 0, 0, 0, 1, 0, 0, 0, 0x0a, 9, 0]).unwrap();
         assert_eq!(v, [Value::Table(Table::from_array(vec![9.into()]))]);
         // Non-minimal forms stock accepts.
-        assert_eq!(
-            decode(&[0x11, 0x08]).unwrap(),
-            [Value::Boolean(true), Value::Nil]
-        );
+        assert_eq!(decode(&[0x11, 0x08]).unwrap(), [Value::Boolean(true), Value::Nil]);
         let nan_key = [0x06, 0x42, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f, 0x0a, 1, 0];
         assert!(matches!(decode(&nan_key), Err(DecodeError::NanKey { .. })));
     }
@@ -261,11 +225,7 @@ mod tests {
     fn lua_lookup() {
         let t = Table {
             array: vec!["a".into(), "b".into()],
-            hash: vec![
-                ("x".into(), 1.into()),
-                (2.into(), "c".into()),
-                ("x".into(), 2.into()),
-            ],
+            hash: vec![("x".into(), 1.into()), (2.into(), "c".into()), ("x".into(), 2.into())],
         };
         assert_eq!(t.get(&1.into()), Some(&"a".into()));
         assert_eq!(t.get(&Value::Real(2.0)), Some(&"c".into()));

@@ -49,18 +49,12 @@ impl Table {
 
     /// A table with only an array part.
     pub fn from_array(array: Vec<Value>) -> Self {
-        Table {
-            array,
-            hash: Vec::new(),
-        }
+        Table { array, hash: Vec::new() }
     }
 
     /// A table with only a hash part, in the given order.
     pub fn from_pairs(hash: Vec<(Value, Value)>) -> Self {
-        Table {
-            array: Vec::new(),
-            hash,
-        }
+        Table { array: Vec::new(), hash }
     }
 
     /// True when both parts are empty.
@@ -115,8 +109,7 @@ impl FromIterator<(Value, Value)> for Table {
 /// A float key with an exact integer value becomes that integer key in Lua.
 fn real_as_int_key(f: f64) -> Option<i64> {
     // [-2^63, 2^63): the floats that convert to an i64 exactly.
-    if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
-    {
+    if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
         Some(f as i64)
     } else {
         None
@@ -126,9 +119,7 @@ fn real_as_int_key(f: f64) -> Option<i64> {
 /// Key equality as Lua's table lookup sees it (numbers by value across subtypes).
 fn lua_key_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Integer(x), Value::Real(y)) | (Value::Real(y), Value::Integer(x)) => {
-            real_as_int_key(*y) == Some(*x)
-        }
+        (Value::Integer(x), Value::Real(y)) | (Value::Real(y), Value::Integer(x)) => real_as_int_key(*y) == Some(*x),
         (Value::Real(x), Value::Real(y)) => x == y,
         _ => a == b,
     }

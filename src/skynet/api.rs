@@ -151,17 +151,26 @@ impl Api {
     pub fn resolve() -> Result<Api, &'static str> {
         let free = skynet_free();
         Ok(Api {
-            send: need!("skynet_send", unsafe extern "C" fn(*mut c_void, u32, u32, c_int, c_int, *mut c_void, usize) -> c_int),
+            send: need!(
+                "skynet_send",
+                unsafe extern "C" fn(*mut c_void, u32, u32, c_int, c_int, *mut c_void, usize) -> c_int
+            ),
             callback: need!("skynet_callback", unsafe extern "C" fn(*mut c_void, *mut c_void, skynet_cb)),
             error: need!("skynet_error", unsafe extern "C" fn(*mut c_void, *const c_char, ...)),
             queryname: need!("skynet_queryname", unsafe extern "C" fn(*mut c_void, *const c_char) -> u32),
-            command: need!("skynet_command", unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> *const c_char),
+            command: need!(
+                "skynet_command",
+                unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> *const c_char
+            ),
             socket_bind: opt!("skynet_socket_bind", unsafe extern "C" fn(*mut c_void, c_int) -> c_int),
             socket_close: opt!("skynet_socket_close", unsafe extern "C" fn(*mut c_void, c_int)),
             free,
             dispatch: (|| {
                 Some(Dispatch {
-                    dispatch: opt!("skynet_context_message_dispatch", unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut c_void)?,
+                    dispatch: opt!(
+                        "skynet_context_message_dispatch",
+                        unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut c_void
+                    )?,
                     globalmq_push: opt!("skynet_globalmq_push", unsafe extern "C" fn(*mut c_void))?,
                     monitor_new: opt!("skynet_monitor_new", unsafe extern "C" fn() -> *mut c_void)?,
                     monitor_delete: opt!("skynet_monitor_delete", unsafe extern "C" fn(*mut c_void))?,

@@ -59,7 +59,12 @@ pub(super) fn clear_current(core: &Arc<Core>) {
 ///
 /// # SAFETY
 /// `l` is the state Lua called us with.
-unsafe fn take_message(api: &LuaApi, l: *mut lua_State, idx: c_int, free: unsafe extern "C" fn(*mut c_void)) -> Result<MsgBuf, Raise> {
+unsafe fn take_message(
+    api: &LuaApi,
+    l: *mut lua_State,
+    idx: c_int,
+    free: unsafe extern "C" fn(*mut c_void),
+) -> Result<MsgBuf, Raise> {
     // SAFETY (whole body): `l` is valid, `idx` and `idx + 1` acceptable indices.
     unsafe {
         if (api.lua_type)(l, idx) != LUA_TLIGHTUSERDATA {

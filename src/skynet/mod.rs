@@ -92,7 +92,9 @@
 mod api;
 mod direct;
 
-use crate::engine::{minipack, Address, CallError, CallOpts, Config, Handle, Inbound, Node, NodeAddr, Reply, Responder, Service};
+use crate::engine::{
+    minipack, Address, CallError, CallOpts, Config, Handle, Inbound, Node, NodeAddr, Reply, Responder, Service,
+};
 use crate::seri::{self, Value};
 use api::*;
 
@@ -354,7 +356,9 @@ impl Core {
     }
 
     fn log(&self, msg: &str) {
-        let Ok(c) = CString::new(msg.replace('\0', "\\0")) else { return };
+        let Ok(c) = CString::new(msg.replace('\0', "\\0")) else {
+            return;
+        };
         // SAFETY: format "%s" with one NUL-terminated string argument; ctx is live inside with_ctx.
         self.with_ctx(|ctx| unsafe { (self.api.error)(ctx, c"%s".as_ptr(), c.as_ptr()) });
     }
@@ -387,7 +391,9 @@ impl Core {
         if !self.delivered.swap(false, Ordering::Relaxed) {
             return;
         }
-        let Some(il) = self.inline.as_ref() else { return self.wake_workers() };
+        let Some(il) = self.inline.as_ref() else {
+            return self.wake_workers();
+        };
         let start = Instant::now();
         {
             let mut p = il.pause.lock();
@@ -402,7 +408,9 @@ impl Core {
         }
         // The standby thread runs this while the I/O thread is stuck in a message: the
         // monitor (and the I/O thread's batch) are in use, so skynet's workers take over.
-        let Some(_running) = il.running.try_lock() else { return self.wake_workers() };
+        let Some(_running) = il.running.try_lock() else {
+            return self.wake_workers();
+        };
         let mut q: *mut c_void = std::ptr::null_mut();
         let mut n = 0;
         let mut slow = None;
@@ -428,7 +436,12 @@ impl Core {
                 }
             }
             t = now;
-            if q.is_null() || slow.is_some() || n >= INLINE_BUDGET || now.duration_since(start) > INLINE_TIME || self.ctx_gate.is_closed() {
+            if q.is_null()
+                || slow.is_some()
+                || n >= INLINE_BUDGET
+                || now.duration_since(start) > INLINE_TIME
+                || self.ctx_gate.is_closed()
+            {
                 break;
             }
         });
@@ -458,7 +471,15 @@ impl Core {
 
     /// Sends a call (`session != 0`) or push; holds it when the node has no address yet
     /// and `__nowaiting` is off, as stock does.
-    fn submit(self: &Arc<Self>, node: &str, source: u32, session: c_int, addr: Address<'_>, payload: &[u8], trace: Option<&[u8]>) {
+    fn submit(
+        self: &Arc<Self>,
+        node: &str,
+        source: u32,
+        session: c_int,
+        addr: Address<'_>,
+        payload: &[u8],
+        trace: Option<&[u8]>,
+    ) {
         let core = self;
         let guard = self.handle.read();
         let Some(handle) = guard.as_ref() else {
@@ -472,7 +493,9 @@ impl Core {
         let r = if session != 0 {
             let c = core.clone();
             let name = node.to_string();
-            handle.call_with(node, addr, payload, CallOpts { timeout: None, trace }, move |r| c.reply(&name, source, session, r))
+            handle.call_with(node, addr, payload, CallOpts { timeout: None, trace }, move |r| {
+                c.reply(&name, source, session, r)
+            })
         } else {
             handle.push(node, addr, payload)
         };
@@ -545,7 +568,9 @@ impl Core {
     /// endless-loop check runs on our monitor, so a message stuck on the I/O thread is
     /// logged ("maybe in an endless loop") and marked as one on a worker would be.
     fn stalled(&self) {
-        let Some(il) = self.inline.as_ref() else { return };
+        let Some(il) = self.inline.as_ref() else {
+            return;
+        };
         if !il.running.is_locked() {
             // Not in a dispatch (it has just ended): nothing to report.
             return;
@@ -858,7 +883,15 @@ enum Item {
     /// A target's answer to an inbound call.
     Answer { responder: Responder, msg: MsgBuf },
     /// A call or push from Lua: node = msg[node.0..node.1], payload = msg[payload..].
-    Request { msg: MsgBuf, source: u32, session: c_int, node: (usize, usize), addr: OwnedAddr, payload: usize, trace: Option<Vec<u8>> },
+    Request {
+        msg: MsgBuf,
+        source: u32,
+        session: c_int,
+        node: (usize, usize),
+        addr: OwnedAddr,
+        payload: usize,
+        trace: Option<Vec<u8>>,
+    },
 }
 
 #[derive(Default)]
@@ -883,7 +916,13 @@ fn catch<R>(default: R, f: impl FnOnce() -> R) -> R {
 #[no_mangle]
 pub extern "C" fn skcluster_create() -> *mut c_void {
     catch(std::ptr::null_mut(), || {
-        let inst = Box::new(Inst { core: None, pending: Mutex::new(Pending::default()), node: None, wake_id: -1, wake_fd: -1 });
+        let inst = Box::new(Inst {
+            core: None,
+            pending: Mutex::new(Pending::default()),
+            node: None,
+            wake_id: -1,
+            wake_fd: -1,
+        });
         Box::into_raw(inst).cast()
     })
 }
@@ -906,7 +945,9 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
         let api = match Api::resolve() {
             Ok(a) => a,
             Err(missing) => {
-                eprintln!("skcluster: the host does not export {missing} (is this a skynet process built with -Wl,-E?)");
+                eprintln!(
+                    "skcluster: the host does not export {missing} (is this a skynet process built with -Wl,-E?)"
+                );
                 return 1;
             }
         };
@@ -915,7 +956,14 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
         let (mut wake_fd, mut wake_id) = (-1, -1);
         if let Some(bind) = api.socket_bind {
             // SAFETY: fds is a valid array of two ints for socketpair to fill.
-            let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr()) };
+            let rc = unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                    0,
+                    fds.as_mut_ptr(),
+                )
+            };
             if rc == 0 {
                 // SAFETY: ctx is live; skynet takes ownership of fds[0] (closes it with the socket).
                 let id = unsafe { bind(ctx, fds[0]) };
@@ -1246,7 +1294,15 @@ impl Inst {
             let node_start = used - node.len();
             let trace = if session != 0 { self.core().st.lock().trace.remove(&source) } else { None };
             let msg = self.keep(msg, data.len());
-            self.defer(Item::Request { msg, source, session, node: (node_start, used), addr, payload: used + used2, trace });
+            self.defer(Item::Request {
+                msg,
+                source,
+                session,
+                node: (node_start, used),
+                addr,
+                payload: used + used2,
+                trace,
+            });
             return 1;
         }
         // Control: whatever was kept goes first.
@@ -1299,9 +1355,16 @@ impl Inst {
         let arg = |i: usize| v.get(i).cloned().unwrap_or(Value::Nil);
         match cmd {
             c if c == Cmd::Reload as i64 => {
-                let Value::Table(t) = arg(1) else { return Err("skcluster: reload needs a table".into()) };
+                let Value::Table(t) = arg(1) else {
+                    return Err("skcluster: reload needs a table".into());
+                };
                 let mut entries: Vec<(String, Option<String>)> = Vec::new();
-                let pairs = t.array.iter().enumerate().map(|(i, v)| (Value::Integer(i as i64 + 1), v.clone())).chain(t.hash.iter().cloned());
+                let pairs = t
+                    .array
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (Value::Integer(i as i64 + 1), v.clone()))
+                    .chain(t.hash.iter().cloned());
                 for (k, val) in pairs {
                     let Some(name) = k.as_str().map(str::to_string) else {
                         return Err(format!("skcluster: reload: node name {k:?} is not a string"));
@@ -1318,7 +1381,12 @@ impl Inst {
                     match val {
                         Value::String(s) => entries.push((name, Some(String::from_utf8_lossy(&s).into_owned()))),
                         Value::Boolean(false) => entries.push((name, None)),
-                        other => return Err(format!("skcluster: reload: address of [{name}] must be a string or false, got {}", other.type_name())),
+                        other => {
+                            return Err(format!(
+                                "skcluster: reload: address of [{name}] must be a string or false, got {}",
+                                other.type_name()
+                            ))
+                        }
                     }
                 }
                 let map: Vec<(&str, Option<&str>)> = entries.iter().map(|(n, a)| (n.as_str(), a.as_deref())).collect();
@@ -1331,7 +1399,9 @@ impl Inst {
                 let host = host.as_str().ok_or("skcluster: listen: address must be a string")?;
                 match arg(2) {
                     Value::Nil => {
-                        let NodeAddr::At(a) = handle.node_addr(host) else { return Err(format!("{host} is down")) };
+                        let NodeAddr::At(a) = handle.node_addr(host) else {
+                            return Err(format!("{host} is down"));
+                        };
                         handle.listen(&a).map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
                         core.log(&format!("cluster listen {a} ({host})"));
                         if core.texts.read().open_answers_address {
@@ -1347,7 +1417,10 @@ impl Inst {
                         let a = format!("{host}:{port}");
                         let got = handle.listen(&a).map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
                         core.log(&format!("cluster listen {got}"));
-                        Ok(Some(vec![Value::String(got.ip().to_string().into_bytes()), Value::Integer(got.port() as i64)]))
+                        Ok(Some(vec![
+                            Value::String(got.ip().to_string().into_bytes()),
+                            Value::Integer(got.port() as i64),
+                        ]))
                     }
                 }
             }
@@ -1359,16 +1432,19 @@ impl Inst {
                 };
                 let mut st = self.core().st.lock();
                 if st.names.contains_key(&name) {
-                    return Err(format!("skcluster: register: name [{}] is already registered", String::from_utf8_lossy(&name)));
+                    return Err(format!(
+                        "skcluster: register: name [{}] is already registered",
+                        String::from_utf8_lossy(&name)
+                    ));
                 }
+                let n = String::from_utf8_lossy(&name).into_owned();
+                handle.register(&n, addr).map_err(|e| format!("skcluster: register: {e}"))?;
                 if let Some(old) = st.name_of.remove(&addr) {
                     st.names.remove(&old);
                     handle.unregister(&String::from_utf8_lossy(&old));
                 }
                 st.names.insert(name.clone(), addr);
                 st.name_of.insert(addr, name.clone());
-                let n = String::from_utf8_lossy(&name).into_owned();
-                handle.register(&n, addr);
                 core.log(&format!("Register [{n}] :{addr:08x}"));
                 Ok(None)
             }
@@ -1404,14 +1480,12 @@ impl Inst {
                 t.open_answers_address = arg(3).truthy();
                 Ok(None)
             }
-            c if c == Cmd::Stats as i64 => {
-                Ok(Some(vec![
-                    Value::Integer(core.served_calls.load(Ordering::Relaxed) as i64),
-                    Value::Integer(core.served_pushes.load(Ordering::Relaxed) as i64),
-                    Value::Integer(core.made_calls.load(Ordering::Relaxed) as i64),
-                    Value::Integer(core.made_pushes.load(Ordering::Relaxed) as i64),
-                ]))
-            }
+            c if c == Cmd::Stats as i64 => Ok(Some(vec![
+                Value::Integer(core.served_calls.load(Ordering::Relaxed) as i64),
+                Value::Integer(core.served_pushes.load(Ordering::Relaxed) as i64),
+                Value::Integer(core.made_calls.load(Ordering::Relaxed) as i64),
+                Value::Integer(core.made_pushes.load(Ordering::Relaxed) as i64),
+            ])),
             other => Err(format!("skcluster: unknown command {other}")),
         }
     }

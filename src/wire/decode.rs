@@ -87,7 +87,10 @@ impl DecodeError {
         match first {
             req_type::MULTI_ID | req_type::MULTI_ID_PUSH => DecodeError::MultiHeaderSize { size },
             req_type::PART | req_type::PART_LAST => DecodeError::PartTooShort,
-            req_type::SINGLE_ID | req_type::TRACE | req_type::SINGLE_NAME | req_type::MULTI_NAME
+            req_type::SINGLE_ID
+            | req_type::TRACE
+            | req_type::SINGLE_NAME
+            | req_type::MULTI_NAME
             | req_type::MULTI_NAME_PUSH => DecodeError::TooShort { size },
             t => DecodeError::UnknownType(t),
         }

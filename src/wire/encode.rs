@@ -19,7 +19,9 @@ pub enum EncodeError {
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EncodeError::NameLength(n) => write!(f, "name length {n} is invalid, must be between 1 and 255"),
+            EncodeError::NameLength(n) => {
+                write!(f, "name length {n} is invalid, must be between 1 and 255")
+            }
             EncodeError::TraceTooLong(n) => write!(f, "trace tag is too long : {n}"),
             EncodeError::PayloadTooLarge(n) => write!(f, "payload of {n} bytes is too large"),
         }

@@ -22,8 +22,9 @@ mod response_parts;
 pub use decode::{cut_frame, decode_request, decode_response, DecodeError, FrameCutter, Request, Response};
 pub use encode::{
     encode_multi_header, encode_request, encode_request_part, encode_request_single, encode_response,
-    encode_response_begin, encode_response_part, encode_response_single, encode_trace, multi_header_frame_len, request_is_multi, request_part_header, request_single_frame_len,
-    response_is_multi, EncodeError, RequestKind, REQUEST_PART_HEADER,
+    encode_response_begin, encode_response_part, encode_response_single, encode_trace, multi_header_frame_len,
+    request_is_multi, request_part_header, request_single_frame_len, response_is_multi, EncodeError, RequestKind,
+    REQUEST_PART_HEADER,
 };
 pub use reassembly::{Reassembler, ReassemblyError};
 pub use response_parts::{response_part_header, RESPONSE_PART_HEADER};

@@ -30,15 +30,21 @@ impl fmt::Display for ReassemblyError {
             ReassemblyError::TooLarge { session, total, limit } => {
                 write!(f, "multi-part message of session {session} declares {total} bytes, limit is {limit}")
             }
-            ReassemblyError::DuplicateSession(s) => write!(f, "duplicate multi-part header for session {s}"),
-            ReassemblyError::UnknownSession(s) => write!(f, "multi-part piece for unknown session {s}"),
+            ReassemblyError::DuplicateSession(s) => {
+                write!(f, "duplicate multi-part header for session {s}")
+            }
+            ReassemblyError::UnknownSession(s) => {
+                write!(f, "multi-part piece for unknown session {s}")
+            }
             ReassemblyError::Overflow { session, total } => {
                 write!(f, "multi-part message of session {session} exceeds its declared {total} bytes")
             }
             ReassemblyError::SizeMismatch { session, total, got } => {
                 write!(f, "multi-part message of session {session} declared {total} bytes but carried {got}")
             }
-            ReassemblyError::TooManyPending(n) => write!(f, "too many multi-part messages in flight (limit {n})"),
+            ReassemblyError::TooManyPending(n) => {
+                write!(f, "too many multi-part messages in flight (limit {n})")
+            }
         }
     }
 }

@@ -34,8 +34,8 @@ pub struct Seen {
 pub fn server(cfg: Config) -> (Node, String, Arc<Seen>) {
     let node = Node::new(cfg).unwrap();
     let addr = node.listen("127.0.0.1:0").unwrap();
-    node.register("echo", ECHO);
-    node.register("sink", SINK);
+    node.register("echo", ECHO).expect("echo is not reserved");
+    node.register("sink", SINK).expect("sink is not reserved");
     let seen = Arc::new(Seen::default());
     let s1 = seen.clone();
     let s2 = seen.clone();

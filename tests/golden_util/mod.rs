@@ -8,9 +8,9 @@ use skynet_cluster::wire;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use std::path::{Path, PathBuf};
 
 /// The golden directory: `$SKC_GOLDEN`, else `../shared/golden` beside the crate.
 pub fn golden() -> PathBuf {
@@ -29,7 +29,10 @@ pub fn unhex(s: &str) -> Vec<u8> {
 pub fn read_jsonl(path: &Path) -> Vec<J> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("golden data {}: {e} (set SKC_GOLDEN)", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("golden line is JSON")).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("golden line is JSON"))
+        .collect()
 }
 
 /// One recorded connection between two stock nodes.

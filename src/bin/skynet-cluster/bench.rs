@@ -208,7 +208,15 @@ fn run_calls(h: &Handle, p: &Bytes, conc: usize, dur: Duration, srv_pid: Option<
     };
     let hist = st.hist.lock().clone();
     let last_error = st.last_error.lock().clone();
-    Ours { calls: st.calls.load(Ordering::Relaxed), errors: st.errors.load(Ordering::Relaxed), last_error, secs, hist, cli_cpu, srv_cpu }
+    Ours {
+        calls: st.calls.load(Ordering::Relaxed),
+        errors: st.errors.load(Ordering::Relaxed),
+        last_error,
+        secs,
+        hist,
+        cli_cpu,
+        srv_cpu,
+    }
 }
 
 fn sink_count(h: &Handle) -> Result<i64, String> {
@@ -327,12 +335,28 @@ fn run(a: &Args) -> Result<(), String> {
         idle_links(&target, server_pid)?;
     }
     if !push_only {
-        let sizes: Vec<Option<usize>> =
-            if matrix { vec![None, Some(1024), Some(16 << 10), Some(64 << 10), Some(1 << 20)] } else { size_list.clone().unwrap_or(vec![None]) };
+        let sizes: Vec<Option<usize>> = if matrix {
+            vec![None, Some(1024), Some(16 << 10), Some(64 << 10), Some(1 << 20)]
+        } else {
+            size_list.clone().unwrap_or(vec![None])
+        };
         let concs: Vec<usize> = if matrix { vec![1, 8, 64, 256] } else { conc_list.clone().unwrap_or(vec![1]) };
         println!(
             "{:<6}{:>5} {:>10} {:>6} {:>9} {:>8} {:>6} {:>8} {:>9} {:>10} {:>6} {:>10} {:>6} {:>7}",
-            "size", "conc", "calls/s", "xF", "MB/s", "p50us", "xF", "p99us", "p99.9us", "cli s/100k", "xF", "srv s/100k", "xF", "errors"
+            "size",
+            "conc",
+            "calls/s",
+            "xF",
+            "MB/s",
+            "p50us",
+            "xF",
+            "p99us",
+            "p99.9us",
+            "cli s/100k",
+            "xF",
+            "srv s/100k",
+            "xF",
+            "errors"
         );
         for &size in &sizes {
             let p = Bytes::from(payload(size));
@@ -354,7 +378,9 @@ fn run(a: &Args) -> Result<(), String> {
         let size = size_arg.flatten();
         let p = payload(size);
         let r = run_push(&ph, &p, dur, server_pid)?;
-        let (frate, fcli, fsrv) = if no_floor { (f64::NAN, Duration::ZERO, Duration::ZERO) } else {
+        let (frate, fcli, fsrv) = if no_floor {
+            (f64::NAN, Duration::ZERO, Duration::ZERO)
+        } else {
             let (rate, c, s) = floor::oneway(p.len() + 13, dur);
             (rate, c, s)
         };
@@ -394,9 +420,12 @@ fn print_row(size: &str, conc: usize, plen: usize, o: &Ours, fl: Option<&floor::
     let cli = per100k(o.cli_cpu, o.calls);
     let srv = o.srv_cpu.map(|c| per100k(c, o.calls)).unwrap_or(f64::NAN);
     let (frate, fp50, fcli, fsrv) = match fl {
-        Some(f) => {
-            (f.calls as f64 / f.secs, f.hist.value_at_quantile(0.5) as f64, per100k(f.cli_cpu, f.calls), per100k(f.srv_cpu, f.calls))
-        }
+        Some(f) => (
+            f.calls as f64 / f.secs,
+            f.hist.value_at_quantile(0.5) as f64,
+            per100k(f.cli_cpu, f.calls),
+            per100k(f.srv_cpu, f.calls),
+        ),
         None => (f64::NAN, f64::NAN, f64::NAN, f64::NAN),
     };
     println!(

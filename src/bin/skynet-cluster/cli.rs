@@ -172,8 +172,7 @@ pub fn push(argv: Vec<String>) -> i32 {
         // What the push puts on the wire (a single-frame push carries session 0; a multi-part
         // one the link's first session): the push has left once this many bytes were written.
         let mut frames = Vec::new();
-        wire::encode_request(&mut frames, addr, 1, &p, wire::RequestKind::Push)
-            .map_err(|e| Fail::Op(e.to_string()))?;
+        wire::encode_request(&mut frames, addr, 1, &p, wire::RequestKind::Push).map_err(|e| Fail::Op(e.to_string()))?;
         if let Err(e) = node.push(PEER, addr, &p) {
             return Ok(call_error(e));
         }

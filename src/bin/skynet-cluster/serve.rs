@@ -73,14 +73,16 @@ pub fn main(argv: Vec<String>) -> i32 {
 
 /// Registers `@echo` and `@sink` on `node` and sets their service.
 pub fn install(node: &Node) {
-    node.register("echo", ECHO);
-    node.register("sink", SINK);
+    node.register("echo", ECHO).expect("echo is not reserved");
+    node.register("sink", SINK).expect("sink is not reserved");
     let pushes = Arc::new(AtomicU64::new(0));
     let p2 = pushes.clone();
     node.set_service(Arc::new(FnService {
         call: move |req: Inbound<'_>, r: Responder| match req.addr {
             // Large answers go out from the request's own buffer, with no copy.
-            Address::Id(ECHO) if skynet_cluster::wire::response_is_multi(req.payload.len()) => r.ok_bytes(req.take_payload()),
+            Address::Id(ECHO) if skynet_cluster::wire::response_is_multi(req.payload.len()) => {
+                r.ok_bytes(req.take_payload())
+            }
             Address::Id(ECHO) => r.ok(req.payload),
             Address::Id(SINK) => {
                 let mut out = Vec::with_capacity(9);
