@@ -1,6 +1,7 @@
-//! `skynet-cluster`: run a node that serves `@echo`/`@sink`, or load-test one.
+//! `skynet-cluster`: run a node that serves `@echo`/`@sink`, load-test one, call it, or
+//! watch links to nodes go up and down.
 //!
-//! Arguments are parsed by hand (src/bin/skynet-cluster/args.rs): two subcommands with a
+//! Arguments are parsed by hand (src/bin/skynet-cluster/args.rs): a few subcommands with a
 //! handful of flags do not justify clap's compile time and binary size, and the library
 //! crate stays free of CLI dependencies.
 
@@ -16,15 +17,21 @@ mod floor;
 mod procstat;
 #[path = "skynet-cluster/serve.rs"]
 mod serve;
+#[path = "skynet-cluster/sys.rs"]
+mod sys;
+#[path = "skynet-cluster/watch.rs"]
+mod watch;
 
 const USAGE: &str = "\
 skynet-cluster: skynet's cluster layer, native.
 
 USAGE:
-    skynet-cluster serve --listen HOST:PORT [--port-file PATH]
+    skynet-cluster serve --listen HOST:PORT [--port-file PATH] [--max-links N] [--max-clients N] ...
     skynet-cluster bench [--connect HOST:PORT] [--size N] [--conc N] [--duration S] [--push] ...
-    skynet-cluster call|push [--timeout MS] HOST:PORT ADDR [ARGS...]   (ARGS: Lua literals)
-    skynet-cluster query [--timeout MS] HOST:PORT NAME
+    skynet-cluster call|push [--timeout MS] [--heartbeat SECS] HOST:PORT ADDR [ARGS...]
+                                                         (ARGS: Lua literals)
+    skynet-cluster query [--timeout MS] [--heartbeat SECS] HOST:PORT NAME
+    skynet-cluster watch HOST:PORT [HOST:PORT...] [--interval SECS] [--heartbeat SECS] [--count N]
     skynet-cluster help | --help
 
 Run `skynet-cluster <subcommand> --help` for the flags of each subcommand.
@@ -38,12 +45,13 @@ fn main() {
         Some("call") => cli::call(argv.collect()),
         Some("push") => cli::push(argv.collect()),
         Some("query") => cli::query(argv.collect()),
+        Some("watch") => watch::main(argv.collect()),
         Some("help") | Some("--help") | Some("-h") => {
             print!("{USAGE}");
             0
         }
         Some(other) => {
-            eprintln!("skynet-cluster: unknown subcommand `{other}`\n\n{USAGE}");
+            eprintln!("skynet-cluster: unknown subcommand `{other}` (see `skynet-cluster --help`)");
             2
         }
         None => {

@@ -1,13 +1,13 @@
 //! `skynet-cluster bench`: load generator against any node serving `@echo` / `@sink`
 //! (ours or stock skynet), with the raw TCP floor measured in the same run.
 
-use super::args::{parse_size, Args};
+use super::args::{parse_size, usage_error, Args};
 use super::floor;
 use super::procstat::{pid_cpu, pid_peak_rss_kib, pid_rss_kib, self_cpu, self_peak_rss_kib};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use parking_lot::{Condvar, Mutex};
-use skynet_cluster::engine::{Address, CallError, CallOpts, Config, Handle, Node};
+use skynet_cluster::engine::{Address, CallError, CallOpts, Config, Handle, Heartbeat, Node};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ skynet-cluster bench: load generator for a node that serves @echo and @sink.
 
 USAGE:
     skynet-cluster bench [--connect HOST:PORT] [--size N] [--conc N] [--duration S] [--push]
+                         [--heartbeat SECS]
 
 Each call is cluster.call(node, \"@echo\", x): x is a skynet.pack'ed integer for the tiny
 size, else a packed string of N bytes. Concurrency N keeps N calls in flight on one link.
@@ -29,12 +30,15 @@ FLAGS:
     --connect HOST:PORT  the node to load; without it, bench starts `skynet-cluster serve`
                          as a child on a free loopback port (and reports its CPU and RSS)
     --server-pid PID     the server's pid, to report its CPU and peak RSS (/proc)
-    --size N[,N...]      payload size: tiny, or bytes with optional k/m suffix (1k, 64k, 1m);
+    --size N[,N...]      payload size: tiny, or bytes with optional k/m/g suffix (powers of
+                         1024: 1k, 64k, 1m);
                          a list runs each
     --conc N[,N...]      calls in flight (default 1 with --size); a list runs each
     --duration S         seconds per measurement (default 2; decimals allowed)
     --push               measure pushes/s to @sink instead of calls (with --size: that size)
     --no-floor           skip the floor measurements
+    --heartbeat SECS     probe the client's links when nothing arrived for SECS seconds and
+                         drop them after SECS more without an answer (default 0 = off)
     --help               this text
 
 Columns: calls/s, MB/s (payload, each way), latency p50/p99/p99.9 in microseconds,
@@ -46,18 +50,20 @@ CPU lower is better).
 const NODE: &str = "target";
 
 pub fn main(argv: Vec<String>) -> i32 {
-    let a = match Args::parse(argv, &["connect", "server-pid", "size", "conc", "duration"], &["push", "no-floor"]) {
+    let flags = &["connect", "server-pid", "size", "conc", "duration", "heartbeat"];
+    let a = match Args::parse(argv, flags, &["push", "no-floor"]) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("skynet-cluster bench: {e}\n\n{HELP}");
-            return 2;
-        }
+        Err(e) => return usage_error("bench", &e),
     };
     if a.flag("help") {
         print!("{HELP}");
         return 0;
     }
-    match run(&a) {
+    let o = match opts(&a) {
+        Ok(o) => o,
+        Err(e) => return usage_error("bench", &e),
+    };
+    match run(&a, o) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("skynet-cluster bench: {e}");
@@ -291,19 +297,38 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn run(a: &Args) -> Result<(), String> {
-    let dur = Duration::from_secs_f64(a.num::<f64>("duration")?.unwrap_or(2.0).max(0.05));
-    let no_floor = a.flag("no-floor");
+/// The flags that take a value, checked before anything runs (errors are usage errors).
+struct Opts {
+    dur: Duration,
+    size_list: Option<Vec<Option<usize>>>,
+    conc_list: Option<Vec<usize>>,
+    server_pid: Option<u32>,
+    heartbeat: Option<Heartbeat>,
+}
+
+fn opts(a: &Args) -> Result<Opts, String> {
+    let dur = match a.num::<f64>("duration")? {
+        Some(d) if !d.is_finite() || d < 0.0 => return Err(format!("--duration: `{d}` is not a number of seconds")),
+        d => Duration::from_secs_f64(d.unwrap_or(2.0).clamp(0.05, 1e9)),
+    };
     // Comma-separated lists run every combination (e.g. --size 64k,1m --conc 8,64).
-    let size_list: Option<Vec<Option<usize>>> =
-        a.get("size").map(|s| s.split(',').map(parse_size).collect::<Result<_, _>>()).transpose()?;
-    let conc_list: Option<Vec<usize>> = a
+    let size_list = a
+        .get("size")
+        .map(|s| s.split(',').map(|x| parse_size(x).map_err(|e| format!("--size: {e}"))).collect())
+        .transpose()?;
+    let conc_list = a
         .get("conc")
         .map(|s| s.split(',').map(|c| c.trim().parse().map_err(|_| format!("--conc: `{c}` is not a number"))).collect())
         .transpose()?;
+    let heartbeat = a.secs_or_off("heartbeat")?.flatten().map(Heartbeat::every);
+    Ok(Opts { dur, size_list, conc_list, server_pid: a.num("server-pid")?, heartbeat })
+}
+
+fn run(a: &Args, o: Opts) -> Result<(), String> {
+    let Opts { dur, size_list, conc_list, mut server_pid, heartbeat } = o;
+    let no_floor = a.flag("no-floor");
     let size_arg = size_list.as_ref().map(|l| l[0]);
     let conc_arg = conc_list.as_ref().map(|l| l[0]);
-    let mut server_pid: Option<u32> = a.num("server-pid")?;
     let _child;
     let target = match a.get("connect") {
         Some(c) => c.to_string(),
@@ -316,7 +341,8 @@ fn run(a: &Args) -> Result<(), String> {
     };
     // Calls: a queue large enough for 256 x 1 MiB in flight. Pushes: a small one, so that
     // overload shows up as 'overloaded' errors instead of memory.
-    let node = Node::new(Config { max_send_queue: 1 << 30, ..Config::default() }).map_err(|e| e.to_string())?;
+    let node =
+        Node::new(Config { max_send_queue: 1 << 30, heartbeat, ..Config::default() }).map_err(|e| e.to_string())?;
     node.reload(&[(NODE, Some(&target))]);
     let h = node.handle();
     h.call(NODE, Address::Name(b"@echo"), &payload(None), Some(Duration::from_secs(10)))
@@ -332,7 +358,7 @@ fn run(a: &Args) -> Result<(), String> {
     let push_only = a.flag("push");
     if matrix {
         // First, while both processes are fresh: RSS only grows, so later it would hide this.
-        idle_links(&target, server_pid)?;
+        idle_links(&target, server_pid, heartbeat)?;
     }
     if !push_only {
         let sizes: Vec<Option<usize>> = if matrix {
@@ -372,7 +398,8 @@ fn run(a: &Args) -> Result<(), String> {
         }
     }
     if push_only || matrix {
-        let pnode = Node::new(Config { max_send_queue: 4 << 20, ..Config::default() }).map_err(|e| e.to_string())?;
+        let pnode =
+            Node::new(Config { max_send_queue: 4 << 20, heartbeat, ..Config::default() }).map_err(|e| e.to_string())?;
         pnode.reload(&[(NODE, Some(&target))]);
         let ph = pnode.handle();
         let size = size_arg.flatten();
@@ -468,12 +495,12 @@ fn print_row(size: &str, conc: usize, plen: usize, o: &Ours, fl: Option<&floor::
 
 /// Opens many links, makes one call on each, and reports the memory each idle link costs
 /// (RSS growth per link on both sides; kernel socket buffers are not in RSS).
-fn idle_links(target: &str, server_pid: Option<u32>) -> Result<(), String> {
+fn idle_links(target: &str, server_pid: Option<u32>, heartbeat: Option<Heartbeat>) -> Result<(), String> {
     const N: usize = 256;
     let names: Vec<String> = (0..N).map(|i| format!("idle{i}")).collect();
     let c0 = self_rss_kib();
     let s0 = server_pid.and_then(pid_rss_kib);
-    let node = Node::new(Config::default()).map_err(|e| e.to_string())?;
+    let node = Node::new(Config { heartbeat, ..Config::default() }).map_err(|e| e.to_string())?;
     let map: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), Some(target))).collect();
     node.reload(&map);
     let p = payload(None);

@@ -1,9 +1,10 @@
 //! `call`, `push`, `query`: redis-cli for a skynet cluster. Arguments are Lua literals
 //! (`'"GET"' '"a"'`, `42`, `'{x=1,"y"}'`), packed with skynet.pack; answers are printed as Lua
 //! literals, one value per line. A remote error prints its text on stderr and exits 1; usage
-//! errors exit 2; transport errors (connect, timeout, link down) exit 3.
+//! errors exit 2 (one line); transport errors (connect, timeout, link down, heartbeat) exit 3.
 
-use skynet_cluster::engine::{Address, CallError, Config, Node};
+use super::args::{parse_secs, usage_error};
+use skynet_cluster::engine::{Address, CallError, Config, Heartbeat, Node};
 use skynet_cluster::{literal, seri, wire};
 use std::time::{Duration, Instant};
 
@@ -12,14 +13,20 @@ const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
 const USAGE: &str = "\
 USAGE:
-    skynet-cluster call  [--timeout MS] HOST:PORT ADDR [ARGS...]
-    skynet-cluster push  [--timeout MS] HOST:PORT ADDR [ARGS...]
-    skynet-cluster query [--timeout MS] HOST:PORT NAME
+    skynet-cluster call  [--timeout MS] [--heartbeat SECS] HOST:PORT ADDR [ARGS...]
+    skynet-cluster push  [--timeout MS] [--heartbeat SECS] HOST:PORT ADDR [ARGS...]
+    skynet-cluster query [--timeout MS] [--heartbeat SECS] HOST:PORT NAME
 
 ADDR is a service name (`@sdb` for a name registered with cluster.register, `.db` for a
 skynet local name) or a numeric address (`10`, `0x0a`, `:0000000a`). ARGS are Lua literals,
 quoted for the shell: '\"GET\"' '\"a\"' 42 '{x=1,\"y\"}' true nil. The answer is printed as Lua
-literals, one value per line. --timeout: milliseconds to wait (default 10000, 0 = forever).
+literals, one value per line. Flags go before HOST:PORT.
+
+FLAGS:
+    --timeout MS      milliseconds to wait (default 10000, 0 = forever)
+    --heartbeat SECS  while waiting, probe the link when nothing arrived for SECS seconds and
+                      give up after SECS more without an answer (a frozen peer), instead of
+                      waiting for the timeout (decimals allowed; default 0 = off)
 
 EXIT: 0 ok, 1 remote error (its text on stderr), 2 usage, 3 connect/timeout/link errors.
 ";
@@ -27,11 +34,12 @@ EXIT: 0 ok, 1 remote error (its text on stderr), 2 usage, 3 connect/timeout/link
 struct Cmd {
     target: String,
     timeout: Option<Duration>,
+    heartbeat: Option<Duration>,
     rest: Vec<String>,
 }
 
-/// Why a subcommand could not run: bad usage (exit 2, with the usage text) or an operational
-/// failure before any request was sent (exit 3).
+/// Why a subcommand could not run: bad usage (exit 2, one line) or an operational failure
+/// before any request was sent (exit 3).
 enum Fail {
     Usage(String),
     Op(String),
@@ -49,33 +57,39 @@ impl From<&str> for Fail {
     }
 }
 
+/// `--help` (an empty usage error: the usage is printed, exit 0).
+const HELP: &str = "";
+
 fn parse(argv: Vec<String>, min_rest: usize) -> Result<Cmd, Fail> {
     let mut it = argv.into_iter().peekable();
     let mut timeout = Some(Duration::from_millis(DEFAULT_TIMEOUT_MS));
+    let mut heartbeat = None;
     // Options come first: ARGS may be negative numbers.
     while let Some(a) = it.peek() {
         if a == "--help" || a == "-h" {
-            return Err(Fail::Usage(String::new()));
+            return Err(HELP.into());
         }
-        let v = if a == "--timeout" {
-            it.next();
-            it.next().ok_or("--timeout needs a value")?
-        } else if let Some(v) = a.strip_prefix("--timeout=") {
-            let v = v.to_string();
-            it.next();
-            v
-        } else {
-            break;
+        let Some(flag) = a.strip_prefix("--").map(str::to_string) else { break };
+        it.next();
+        let (name, v) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => (flag.clone(), it.next().ok_or_else(|| format!("--{flag} needs a value"))?),
         };
-        let ms: u64 = v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of milliseconds"))?;
-        timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        match name.as_str() {
+            "timeout" => {
+                let ms: u64 = v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of milliseconds"))?;
+                timeout = (ms > 0).then(|| Duration::from_millis(ms));
+            }
+            "heartbeat" => heartbeat = parse_secs(&v).map_err(|e| format!("--heartbeat: {e}"))?,
+            _ => return Err(format!("unknown flag --{name}").into()),
+        }
     }
     let target = it.next().ok_or("missing HOST:PORT")?;
     let rest: Vec<String> = it.collect();
     if rest.len() < min_rest {
         return Err("missing ADDR".into());
     }
-    Ok(Cmd { target, timeout, rest })
+    Ok(Cmd { target, timeout, heartbeat, rest })
 }
 
 /// `@name` / `.name` / other text -> a name; `10`, `0x0a`, `:0000000a` -> a number.
@@ -103,20 +117,19 @@ fn payload(args: &[String]) -> Result<Vec<u8>, String> {
     seri::encode(&values).map_err(|e| format!("cannot pack the arguments: {e}"))
 }
 
-fn node(target: &str) -> Result<Node, Fail> {
-    let node = Node::new(Config { nowaiting: true, ..Config::default() })
-        .map_err(|e| Fail::Op(format!("cannot start a node: {e}")))?;
-    node.reload(&[(PEER, Some(target))]);
+fn node(c: &Cmd) -> Result<Node, Fail> {
+    let cfg = Config { nowaiting: true, heartbeat: c.heartbeat.map(Heartbeat::every), ..Config::default() };
+    let node = Node::new(cfg).map_err(|e| Fail::Op(format!("cannot start a node: {e}")))?;
+    node.reload(&[(PEER, Some(&c.target))]);
     Ok(node)
 }
 
-fn usage_error(cmd: &str, e: String) -> i32 {
+fn usage(cmd: &str, e: String) -> i32 {
     if e.is_empty() {
         print!("{USAGE}");
         return 0;
     }
-    eprintln!("skynet-cluster {cmd}: {e}\n\n{USAGE}");
-    2
+    usage_error(cmd, &e)
 }
 
 fn call_error(e: CallError) -> i32 {
@@ -151,7 +164,7 @@ pub fn call(argv: Vec<String>) -> i32 {
         let c = parse(argv, 1)?;
         let addr = address(&c.rest[0])?;
         let p = payload(&c.rest[1..])?;
-        let node = node(&c.target)?;
+        let node = node(&c)?;
         Ok(match node.call(PEER, addr, &p, c.timeout) {
             Ok(answer) => {
                 print_answer(&answer);
@@ -168,7 +181,7 @@ pub fn push(argv: Vec<String>) -> i32 {
         let c = parse(argv, 1)?;
         let addr = address(&c.rest[0])?;
         let p = payload(&c.rest[1..])?;
-        let node = node(&c.target)?;
+        let node = node(&c)?;
         // What the push puts on the wire (a single-frame push carries session 0; a multi-part
         // one the link's first session): the push has left once this many bytes were written.
         let mut frames = Vec::new();
@@ -204,7 +217,7 @@ pub fn query(argv: Vec<String>) -> i32 {
             return Err(Fail::Usage("query takes exactly one NAME".into()));
         }
         let name = c.rest[0].strip_prefix('@').unwrap_or(&c.rest[0]);
-        let node = node(&c.target)?;
+        let node = node(&c)?;
         Ok(match node.query(PEER, name, c.timeout) {
             Ok(a) => {
                 println!("{a}");
@@ -223,6 +236,6 @@ fn finish(cmd: &str, r: Result<i32, Fail>) -> i32 {
             eprintln!("skynet-cluster {cmd}: {e}");
             3
         }
-        Err(Fail::Usage(e)) => usage_error(cmd, e),
+        Err(Fail::Usage(e)) => usage(cmd, e),
     }
 }

@@ -1,15 +1,17 @@
 //! `skynet-cluster serve`: a node with `@echo` and `@sink`.
 
-use super::args::Args;
-use skynet_cluster::engine::{Address, Config, FnService, Inbound, Node, Responder};
+use super::args::{fmt_bytes, fmt_secs, usage_error, Args};
+use super::sys::{self, Signals};
+use skynet_cluster::engine::{Address, Config, FnService, Heartbeat, Inbound, Node, Responder};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 const HELP: &str = "\
 skynet-cluster serve: run a cluster node that serves two services.
 
 USAGE:
-    skynet-cluster serve --listen HOST:PORT [--port-file PATH]
+    skynet-cluster serve --listen HOST:PORT [--port-file PATH] [LIMITS] [--health-every SECS]
 
 SERVICES (registered names, reachable as `@name` and through cluster.query):
     @echo   answers every call with its request payload unchanged (skynet.retpack(...) of
@@ -17,40 +19,129 @@ SERVICES (registered names, reachable as `@name` and through cluster.query):
     @sink   counts pushes; a call answers the count as a skynet.pack'ed integer
 
 FLAGS:
-    --listen HOST:PORT   address to listen on (port 0: any free port)
-    --port-file PATH     write the bound HOST:PORT to PATH once listening
-    --help               this text
+    --listen HOST:PORT      address to listen on (port 0: any free port)
+    --port-file PATH        write the bound HOST:PORT to PATH once listening
+    --health-every SECS     print the node's health (links, budgets, what its limits refused)
+                            as one line every SECS seconds (default 0 = never); SIGUSR1
+                            prints the same line at any time
+    --help                  this text
 
-The node runs until killed.
+LIMITS (what a peer can make the node hold; BYTES take a K, M or G suffix, powers of 1024:
+64K, 16M, 1G; SECS may have decimals, 0 turns the timer off):
+    --max-links N           links open at once, both directions, node-wide (default 16384)
+    --max-clients N         connections the listener keeps open at once (stock's maxclient;
+                            default: only --max-links); one more is closed at once
+    --max-reassembly BYTES  multi-part messages being joined, all links together (default 224M)
+    --max-send BYTES        bytes queued to send, all links together (default 224M)
+    --max-send-queue BYTES  bytes queued to send on one link (default 64M)
+    --multi-timeout SECS    a multi-part message not completed within SECS closes its link
+                            (default 60)
+    --idle-timeout SECS     an accepted link that receives nothing for SECS is closed
+                            (default 0: never, as stock)
+    --heartbeat SECS        probe outbound links idle for SECS, declare them dead after SECS
+                            more without an answer (default 0: off; serve opens no outbound
+                            link itself)
+
+At start, serve raises its soft limit on open files to the hard limit and says the new
+limit on its first line. The node runs until killed.
 ";
 
 pub const ECHO: u32 = 1;
 pub const SINK: u32 = 2;
 
+const VALUE_FLAGS: &[&str] = &[
+    "listen",
+    "port-file",
+    "max-links",
+    "max-clients",
+    "max-reassembly",
+    "max-send",
+    "max-send-queue",
+    "multi-timeout",
+    "idle-timeout",
+    "heartbeat",
+    "health-every",
+];
+
+/// The node's settings from the flags, the listener's bound, and the health period.
+struct Opts {
+    cfg: Config,
+    max_clients: Option<usize>,
+    health_every: Option<Duration>,
+}
+
+fn opts(a: &Args) -> Result<Opts, String> {
+    let mut cfg = Config::default();
+    if let Some(n) = a.count("max-links")? {
+        cfg.max_links = n;
+    }
+    if let Some(n) = a.bytes("max-reassembly")? {
+        cfg.max_reassembly_total = n;
+    }
+    if let Some(n) = a.bytes("max-send")? {
+        cfg.max_send_total = n;
+    }
+    if let Some(n) = a.bytes("max-send-queue")? {
+        cfg.max_send_queue = n;
+    }
+    if let Some(t) = a.secs_or_off("multi-timeout")? {
+        cfg.multi_timeout = t;
+    }
+    if let Some(t) = a.secs_or_off("idle-timeout")? {
+        cfg.idle_timeout = t;
+    }
+    if let Some(t) = a.secs_or_off("heartbeat")? {
+        cfg.heartbeat = t.map(Heartbeat::every);
+    }
+    Ok(Opts { cfg, max_clients: a.count("max-clients")?, health_every: a.secs_or_off("health-every")?.flatten() })
+}
+
+/// The limits in force, for the second line serve prints.
+fn limits_line(o: &Opts) -> String {
+    let c = &o.cfg;
+    let off = |d: Option<Duration>| d.map_or_else(|| "off".to_string(), fmt_secs);
+    format!(
+        "limits: links {}, clients {}, reassembly {}, send {} ({} per link), multi-part timeout {}, \
+         idle timeout {}, heartbeat {}",
+        c.max_links,
+        o.max_clients.map_or_else(|| "-".to_string(), |n| n.to_string()),
+        fmt_bytes(c.max_reassembly_total),
+        fmt_bytes(c.max_send_total),
+        fmt_bytes(c.max_send_queue),
+        off(c.multi_timeout),
+        off(c.idle_timeout),
+        off(c.heartbeat.map(|h| h.interval)),
+    )
+}
+
 pub fn main(argv: Vec<String>) -> i32 {
-    let a = match Args::parse(argv, &["listen", "port-file"], &[]) {
+    let a = match Args::parse(argv, VALUE_FLAGS, &[]) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("skynet-cluster serve: {e}\n\n{HELP}");
-            return 2;
-        }
+        Err(e) => return usage_error("serve", &e),
     };
     if a.flag("help") {
         print!("{HELP}");
         return 0;
     }
     let Some(listen) = a.get("listen") else {
-        eprintln!("skynet-cluster serve: --listen is required\n\n{HELP}");
-        return 2;
+        return usage_error("serve", "--listen is required");
     };
-    let node = match Node::new(Config::default()) {
+    let o = match opts(&a) {
+        Ok(o) => o,
+        Err(e) => return usage_error("serve", &e),
+    };
+    let nofile = sys::raise_nofile();
+    // Before the node starts its threads, so that they inherit the mask: SIGUSR1 is taken
+    // by sigwait below, never by a handler.
+    let sigs = Signals::block(&[libc::SIGUSR1]);
+    let node = match Node::new(o.cfg.clone()) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("skynet-cluster serve: cannot start: {e}");
             return 1;
         }
     };
-    let bound = match node.listen(listen) {
+    let bound = match node.listen_with(listen, o.max_clients) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("skynet-cluster serve: cannot listen on {listen}: {e}");
@@ -58,7 +149,8 @@ pub fn main(argv: Vec<String>) -> i32 {
         }
     };
     install(&node);
-    println!("skynet-cluster serve: listening on {bound} (services @echo, @sink)");
+    println!("skynet-cluster serve: listening on {bound} (services @echo, @sink; {nofile})");
+    println!("skynet-cluster serve: {}", limits_line(&o));
     if let Some(p) = a.get("port-file") {
         let tmp = format!("{p}.tmp");
         if std::fs::write(&tmp, bound.to_string()).and_then(|_| std::fs::rename(&tmp, p)).is_err() {
@@ -66,8 +158,24 @@ pub fn main(argv: Vec<String>) -> i32 {
             return 1;
         }
     }
-    loop {
-        std::thread::park();
+    if let Some(every) = o.health_every {
+        let h = node.handle();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            println!("{} {}", sys::timestamp(), sys::health_line(&h.health()));
+        });
+    }
+    match sigs {
+        Ok(sigs) => loop {
+            sigs.wait();
+            println!("{} {}", sys::timestamp(), sys::health_line(&node.health()));
+        },
+        Err(e) => {
+            eprintln!("skynet-cluster serve: cannot block SIGUSR1 ({e}); it will not print health");
+            loop {
+                std::thread::park();
+            }
+        }
     }
 }
 
