@@ -87,6 +87,60 @@ typedef int32_t skc_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Which way a link was made.
+enum skc_link_dir
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A link this node opened to a peer node of its node map (stock's `clustersender`).
+  SKC_LINK_OUTBOUND = 0,
+  // A link a peer opened to one of this node's listeners (stock's `clusteragent`).
+  SKC_LINK_INBOUND = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum skc_link_dir skc_link_dir;
+#else
+typedef int32_t skc_link_dir;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Why a link went down (`SKC_DOWN_NONE` in an event that says the link is up). Values are
+// stable: new reasons are only ever added, so treat an unknown value as "other".
+enum skc_down_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The link is up.
+  SKC_DOWN_NONE = 0,
+  // The peer closed the connection.
+  SKC_DOWN_PEER_CLOSED = 1,
+  // A read or write failed (connection reset, broken pipe, ...).
+  SKC_DOWN_IO = 2,
+  // Connecting failed, or did not complete within the connect timeout.
+  SKC_DOWN_CONNECT_FAILED = 3,
+  // No answer to a heartbeat probe within its deadline (`skc_config_set_heartbeat_ms`).
+  SKC_DOWN_HEARTBEAT = 4,
+  // The peer left a multi-part message unfinished past the multi-part timeout, or sent
+  // nothing for the idle timeout.
+  SKC_DOWN_EXPIRED = 5,
+  // The peer broke the protocol (an undecodable frame, a limit exceeded).
+  SKC_DOWN_PROTOCOL = 6,
+  // `skc_reload` changed or removed the peer node's address.
+  SKC_DOWN_RELOAD = 7,
+  // The node shut down.
+  SKC_DOWN_SHUTDOWN = 8,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum skc_down_reason skc_down_reason;
+#else
+typedef int32_t skc_down_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // The type of one value in a `skc_values`.
 enum skc_type
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -113,6 +167,11 @@ typedef int32_t skc_type;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// A node's settings, before it starts. Opaque: create with `skc_config_new` (every setting at
+// its default), change settings with `skc_config_set_*`, start nodes with `skc_node_new_with`
+// (as many as you like), free with `skc_config_free`.
+typedef struct skc_config skc_config;
+
 // A node of the cluster: one I/O thread, its listeners and its links to peer nodes.
 // Opaque: create with `skc_node_new`, destroy with `skc_node_destroy`.
 typedef struct skc_node skc_node;
@@ -131,6 +190,41 @@ typedef struct skc_responder skc_responder;
 // A decoded skynet.pack message: a list of values. Opaque: made by `skc_unpack`,
 // `skc_values_array` or `skc_values_hash`; freed with `skc_values_free`.
 typedef struct skc_values skc_values;
+
+// One link going up or down, as the link callback sees it. Every pointer in it is borrowed
+// for the duration of the callback only: copy what you keep.
+typedef struct skc_link_event {
+  // Which way the link was made.
+  skc_link_dir dir;
+  // Outbound: the peer node's name in the node map. Inbound: `""` (a stock node does not
+  // say who it is). NUL-terminated, never NULL.
+  const char *node;
+  // Bytes of `node` without the NUL.
+  size_t node_len;
+  // The peer's address as `"ip:port"` (NUL-terminated), or NULL when unknown.
+  const char *peer;
+  // Identifies the link within the node; for an inbound link, the `link` of the
+  // `skc_request`s that arrive on it.
+  uint64_t link;
+  // True: the link is up (connected, or accepted). False: it went down.
+  bool up;
+  // Why it went down (`SKC_DOWN_NONE` when `up`).
+  skc_down_reason reason;
+  // The reason as text, e.g. `"heartbeat: no answer to a probe within 200ms"`
+  // (NUL-terminated, never NULL; `""` when `up`).
+  const char *reason_text;
+  // Bytes of `reason_text` without the NUL.
+  size_t reason_len;
+} skc_link_event;
+
+// The link callback given to `skc_set_link_callback`.
+//
+// Runs on the node's I/O thread, or on the thread whose action closed the link (e.g. one
+// calling `skc_reload`), one event at a time per thread: it must not block. It must not
+// unwind (no C++ exception may leave it). A blocking `skc_call` from it fails with
+// `SKC_ERR_DEADLOCK`.
+// Ownership: `ev` and everything it points to are borrowed for the call.
+typedef void (*skc_link_cb)(void *ud, const struct skc_link_event *ev);
 
 // What `skc_call_async` calls when the call ends. `status` is `SKC_OK` with the answer in
 // `data`/`len`, or an error code with its text in `data`/`len` (NUL-terminated, the NUL not
@@ -218,6 +312,37 @@ typedef struct skc_stats {
   bool link_up;
 } skc_stats;
 
+// A node's health: what it holds against its node-wide budgets now, and what its limits and
+// timers did since it started (counters only grow).
+typedef struct skc_health {
+  // Links open now (both directions), and the limit (`skc_config_set_max_links`).
+  size_t links;
+  size_t max_links;
+  // Bytes of multi-part messages being reassembled (as their headers declare), over all
+  // links, and the limit (`skc_config_set_max_reassembly_total`).
+  size_t reassembly_bytes;
+  size_t max_reassembly_bytes;
+  // Bytes queued to send over all links, and the limit (`skc_config_set_max_send_total`).
+  size_t send_bytes;
+  size_t max_send_bytes;
+  // Answers given (`skc_respond`, `skc_respond_error`) after their link had closed:
+  // dropped.
+  uint64_t late_answers;
+  // Connections refused by `max_links` or a listener's `max_clients` (`skc_listen_max`).
+  uint64_t refused_links;
+  // Messages refused, or reads paused, because a node-wide byte budget was full.
+  uint64_t over_budget;
+  // Links declared dead by the heartbeat (`skc_config_set_heartbeat_ms`).
+  uint64_t heartbeat_timeouts;
+  // Links closed by the multi-part or idle timeout.
+  uint64_t expired;
+  // Protocol errors from peers: answered as stock answers them, or the link closed.
+  uint64_t protocol_errors;
+  // Times accepting stopped for lack of file descriptors (once per episode; accepting
+  // resumes by itself when descriptors are free again).
+  uint64_t accept_stalls;
+} skc_health;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -288,6 +413,18 @@ skc_status skc_node_destroy(struct skc_node *node);
 // Ownership: `addr` is borrowed for the call. Thread-safety: thread-safe.
 skc_status skc_listen(struct skc_node *node, const char *addr, uint16_t *port);
 
+// `skc_listen` with a bound on the links this listener keeps open at once, like stock's
+// `cluster.open(port, maxclient)`: a connection beyond `max_clients` is accepted and closed
+// at once (counted in `skc_health.refused_links`); the links already open keep working.
+// The node-wide bound (`skc_config_set_max_links`) applies too. `max_clients` 0:
+// `SKC_ERR_INVALID` (use `skc_listen` for no per-listener bound).
+//
+// Ownership: `addr` is borrowed for the call. Thread-safety: thread-safe.
+skc_status skc_listen_max(struct skc_node *node,
+                          const char *addr,
+                          size_t max_clients,
+                          uint16_t *port);
+
 // Updates the node map, like `cluster.reload`: for each `i < n`, node `names[i]` is at
 // `addrs[i]` (`"host:port"`), or marked down when `addrs[i]` is NULL. Nodes not named keep
 // their entry. A node whose address changed loses its link (its pending calls fail with
@@ -315,6 +452,7 @@ skc_status skc_set_nowaiting(struct skc_node *node, bool on);
 
 // Registers `name` (without the `@`) for the numeric address `id`, like `cluster.register`:
 // calls to `@name` reach the handler with `id`, and `skc_query` / `cluster.query` answer `id`.
+// Names beginning with `__skc.` are reserved for the engine's own probes: `SKC_ERR_INVALID`.
 //
 // Ownership: `name` is copied. Thread-safety: thread-safe.
 skc_status skc_register(struct skc_node *node, const char *name, uint32_t id);
@@ -328,6 +466,131 @@ skc_status skc_unregister(struct skc_node *node, const char *name);
 //
 // Ownership: `peer` is borrowed for the call. Thread-safety: thread-safe.
 skc_status skc_link_up(struct skc_node *node, const char *peer, bool *up);
+
+// Creates a config with every setting at its default (the settings `skc_node_new` uses):
+// node name from the host name and pid, `max_links` 16384, `max_reassembly_total` and
+// `max_send_total` 224 MiB, `max_message` and `max_send_queue` 64 MiB, `max_inflight`
+// 65536, `max_multi_pending` 1024, `multi_timeout` 60 s, `connect_timeout` 5 s, no idle
+// timeout, no heartbeat. On failure `*out` is set to NULL.
+//
+// Ownership: the caller owns the config and frees it with `skc_config_free` (nodes made from
+// it keep their own copy, so it may be freed at once after `skc_node_new_with`).
+// Thread-safety: thread-safe.
+skc_status skc_config_new(struct skc_config **out_cfg);
+
+// Frees a config. Nodes already made from it are not affected.
+//
+// Ownership: takes back the config; the handle is invalid afterwards (`SKC_ERR_HANDLE` on
+// every later use, including a second free). Thread-safety: thread-safe.
+skc_status skc_config_free(struct skc_config *cfg);
+
+// The name that goes into trace tags (`skc_node_new`'s `nodename`). NULL restores the
+// default (stock's: host name + pid). An empty or non-UTF-8 name: `SKC_ERR_INVALID`.
+//
+// Ownership: `nodename` is copied. Thread-safety: thread-safe (the config is locked).
+skc_status skc_config_set_nodename(struct skc_config *cfg, const char *nodename);
+
+// Links open at once, both directions, node-wide (default 16384). A connection accepted
+// beyond it is closed at once (counted in `skc_health.refused_links`); a call that needs a
+// new link beyond it fails with `SKC_ERR_CONNECT`. 0: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_max_links(struct skc_config *cfg, size_t n);
+
+// Bytes of multi-part messages being reassembled, over all links (default 224 MiB). A
+// multi-part request beyond it is answered with an error and dropped; the link stays up.
+// 0: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_max_reassembly_total(struct skc_config *cfg, size_t bytes);
+
+// Bytes queued to send, over all links (default 224 MiB). Beyond it, the links holding the
+// most are refused (`SKC_ERR_OVERLOADED`; an accepted link stops being read) while links
+// that drain keep working. 0: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_max_send_total(struct skc_config *cfg, size_t bytes);
+
+// Bytes queued for sending on one link (default 64 MiB) before calls and pushes on it fail
+// with `SKC_ERR_OVERLOADED` (on an accepted link, reading stops until it drains).
+// 0: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_max_send_queue(struct skc_config *cfg, size_t bytes);
+
+// Largest multi-part message (request or answer) accepted from a peer, and the most bytes
+// the multi-part messages being joined on one link may declare together (default 64 MiB).
+// Beyond it the link is dropped: the peer is broken or hostile. 0: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_max_message(struct skc_config *cfg, size_t bytes);
+
+// Requests handed to the handler and not answered yet, on one accepted link (default 65536),
+// before the node stops reading that link until some are answered. 0: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_max_inflight(struct skc_config *cfg, size_t n);
+
+// Multi-part messages being reassembled at once on one link (default 1024); more drops the
+// link. 0: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_max_multi_pending(struct skc_config *cfg, size_t n);
+
+// A multi-part message (request or answer) not completed within `ms` milliseconds closes its
+// link: the peer left it unfinished (default 60000). 0: off (stock's behaviour).
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_multi_timeout_ms(struct skc_config *cfg, uint32_t ms);
+
+// An accepted link that receives nothing for `ms` milliseconds is closed (its down event
+// says `SKC_DOWN_EXPIRED`). 0 (the default): never, as stock.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_idle_timeout_ms(struct skc_config *cfg, uint32_t ms);
+
+// Heartbeat on outbound links: a link that received nothing for `interval_ms` is probed (a
+// name query for the reserved name `__skc.heartbeat`, which every stock node answers); with
+// no answer within `deadline_ms` the link is declared dead, its pending calls fail at once
+// with `SKC_ERR_LINK_DOWN` (text `heartbeat: ...`) and the next call reconnects. Both 0
+// (the default): off. One of them 0 and not the other: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_heartbeat_ms(struct skc_config *cfg,
+                                       uint32_t interval_ms,
+                                       uint32_t deadline_ms);
+
+// A connect attempt not completed after `ms` milliseconds is abandoned (default 5000): the
+// calls waiting for it fail with `SKC_ERR_LINK_DOWN`. 0: `SKC_ERR_INVALID`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_connect_timeout_ms(struct skc_config *cfg, uint32_t ms);
+
+// Creates a node with the settings of `cfg` and starts its I/O thread (otherwise as
+// `skc_node_new`). On success `*out` is the new node; on failure it is set to NULL.
+//
+// Ownership: `cfg` is borrowed for the call (the node keeps a copy: later changes to `cfg`
+// do not reach it, and `cfg` may be freed at once). The caller owns the node and destroys it
+// with `skc_node_destroy`.
+// Thread-safety: thread-safe.
+skc_status skc_node_new_with(const struct skc_config *cfg, struct skc_node **out);
+
+// Sets (or replaces) the callback told of every link of the node going up or down: outbound
+// links (connected; closed by the peer, an I/O error, a failed connect, the heartbeat, a
+// reload) and accepted links (accepted; closed by the peer, an error, a timeout). Links
+// closed by the node's own destroy are not reported. A NULL `cb` clears it (`ud` is then
+// ignored). Connections refused by a limit never become links and are not reported (see
+// `skc_health.refused_links`).
+//
+// When this returns, the previous callback is not running on any other thread and will not
+// be called again, so its `ud` may be freed; called from inside the link callback itself,
+// it does not wait (other threads may still be finishing a call of the old callback).
+//
+// Ownership: `ud` stays the caller's; it must stay valid until the callback is replaced or
+// cleared, or the node destroyed (the library never frees it).
+// Thread-safety: thread-safe. Waits for calls of the old callback running on other threads,
+// which must not block, so it does not block for long.
+skc_status skc_set_link_callback(struct skc_node *node, skc_link_cb cb, void *ud);
 
 // Sets the trace tag of the calls the calling thread makes from now on (`skc_call`,
 // `skc_call_async`, `skc_call_queued`, `skc_query`), like `skynet.trace`: each such call is
@@ -634,6 +897,13 @@ skc_status skc_stats_get(struct skc_node *node,
                          const char *peer,
                          struct skc_stats *out,
                          size_t out_size);
+
+// Fills `*out` with the node's health (see `skc_health`). `out_size` must be
+// `sizeof(skc_health)` (a smaller value gives `SKC_ERR_SIZE`: a header/library mismatch).
+//
+// Ownership: `*out` is the caller's storage. Thread-safety: thread-safe (values are read
+// while the node runs; each is consistent on its own, not together with the others).
+skc_status skc_health_get(struct skc_node *node, struct skc_health *out, size_t out_size);
 
 #ifdef __cplusplus
 }  // extern "C"

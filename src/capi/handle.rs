@@ -1,7 +1,7 @@
 //! Handles: what a C caller holds is a token, never a pointer to our memory.
 //!
-//! Every handle (`skc_node *`, `skc_pack *`, `skc_values *`, `skc_queue *`, `skc_responder *`)
-//! is a unique, never-reused value looked up in one registry on every entry. So:
+//! Every handle (`skc_node *`, `skc_config *`, `skc_pack *`, `skc_values *`, `skc_queue *`,
+//! `skc_responder *`) is a unique, never-reused value looked up in one registry on every entry. So:
 //!
 //! * NULL, a destroyed handle (double destroy, use after destroy), an answered responder and a
 //!   handle of the wrong kind are all detected (`SKC_ERR_HANDLE`), without reading freed
@@ -41,6 +41,7 @@ pub(crate) enum Obj {
     Queue(Arc<super::queue::Queue>),
     /// The node token it belongs to, and the answer-to-be.
     Responder(usize, Responder),
+    Config(Arc<Mutex<crate::engine::Config>>),
 }
 
 impl Obj {
@@ -51,6 +52,7 @@ impl Obj {
             Obj::Values(_) => "skc_values",
             Obj::Queue(_) => "skc_queue",
             Obj::Responder(..) => "skc_responder",
+            Obj::Config(_) => "skc_config",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `skc_node`: create / destroy a node, its node map, listening, registered names.
 
 use super::error::{guard, skc_status, Error, Res};
+use super::event::LinkSlot;
 use super::handle::{self, cstr, lookup, out, remove, Obj};
 use crate::engine::{Config, Handle, Node};
 use parking_lot::Mutex;
@@ -18,6 +19,8 @@ pub(crate) struct NodeObj {
     pub token: usize,
     pub node: Mutex<Option<Node>>,
     pub handle: Handle,
+    /// The host's link callback (`skc_set_link_callback`); the engine's hook reports to it.
+    pub links: Arc<LinkSlot>,
 }
 
 thread_local! {
@@ -68,13 +71,19 @@ pub extern "C" fn skc_node_new(nodename: *const c_char, out: *mut *mut skc_node)
             return Err(Error::null("out"));
         }
         let nodename = if nodename.is_null() { None } else { Some(cstr(nodename, "nodename")?.to_string()) };
-        let cfg = Config { nodename, ..Config::default() };
-        let node = Node::new(cfg).map_err(|e| Error::new(skc_status::SKC_ERR_IO, format!("cannot start node: {e}")))?;
-        let t = handle::new_token();
-        let handle = node.handle();
-        handle::insert_at(t, Obj::Node(Arc::new(NodeObj { token: t, node: Mutex::new(Some(node)), handle })));
-        handle::out(out, "out", t as *mut skc_node)
+        start(Config { nodename, ..Config::default() }, out)
     })
+}
+
+/// Starts a node with `cfg` and registers it; its token goes to `*out`.
+pub(crate) fn start(cfg: Config, out: *mut *mut skc_node) -> Res<()> {
+    let node = Node::new(cfg).map_err(|e| Error::new(skc_status::SKC_ERR_IO, format!("cannot start node: {e}")))?;
+    let t = handle::new_token();
+    let handle = node.handle();
+    let links = Arc::new(LinkSlot::default());
+    handle.set_link_hook(Some(links.hook(t)));
+    handle::insert_at(t, Obj::Node(Arc::new(NodeObj { token: t, node: Mutex::new(Some(node)), handle, links })));
+    handle::out(out, "out", t as *mut skc_node)
 }
 
 /// Destroys a node: fails its pending calls (`SKC_ERR_LINK_DOWN`, "node shut down"; their
@@ -125,6 +134,37 @@ pub extern "C" fn skc_listen(node: *mut skc_node, addr: *const c_char, port: *mu
         let n = get(node)?;
         let a = cstr(addr, "addr")?;
         let sa = n.handle.listen(a).map_err(|e| Error::new(skc_status::SKC_ERR_IO, format!("listen on {a}: {e}")))?;
+        if !port.is_null() {
+            out(port, "port", sa.port())?;
+        }
+        Ok(())
+    })
+}
+
+/// `skc_listen` with a bound on the links this listener keeps open at once, like stock's
+/// `cluster.open(port, maxclient)`: a connection beyond `max_clients` is accepted and closed
+/// at once (counted in `skc_health.refused_links`); the links already open keep working.
+/// The node-wide bound (`skc_config_set_max_links`) applies too. `max_clients` 0:
+/// `SKC_ERR_INVALID` (use `skc_listen` for no per-listener bound).
+///
+/// Ownership: `addr` is borrowed for the call. Thread-safety: thread-safe.
+#[no_mangle]
+pub extern "C" fn skc_listen_max(
+    node: *mut skc_node,
+    addr: *const c_char,
+    max_clients: usize,
+    port: *mut u16,
+) -> skc_status {
+    guard(|| {
+        let n = get(node)?;
+        let a = cstr(addr, "addr")?;
+        if max_clients == 0 {
+            return Err(Error::invalid("max_clients must be at least 1 (skc_listen: no per-listener bound)"));
+        }
+        let sa = n
+            .handle
+            .listen_with(a, Some(max_clients))
+            .map_err(|e| Error::new(skc_status::SKC_ERR_IO, format!("listen on {a}: {e}")))?;
         if !port.is_null() {
             out(port, "port", sa.port())?;
         }

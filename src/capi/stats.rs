@@ -1,4 +1,4 @@
-//! Per-link counters.
+//! Per-link counters (`skc_stats_get`) and node-wide health (`skc_health_get`).
 
 use super::error::{guard, skc_status, Error};
 use super::handle::cstr;
@@ -85,6 +85,82 @@ pub extern "C" fn skc_stats_get(
             link_up: up,
         };
         // SAFETY: non-NULL and at least sizeof(skc_stats) bytes, checked above.
+        unsafe { out.write(v) };
+        Ok(())
+    })
+}
+
+/// A node's health: what it holds against its node-wide budgets now, and what its limits and
+/// timers did since it started (counters only grow).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct skc_health {
+    /// Links open now (both directions), and the limit (`skc_config_set_max_links`).
+    pub links: usize,
+    pub max_links: usize,
+    /// Bytes of multi-part messages being reassembled (as their headers declare), over all
+    /// links, and the limit (`skc_config_set_max_reassembly_total`).
+    pub reassembly_bytes: usize,
+    pub max_reassembly_bytes: usize,
+    /// Bytes queued to send over all links, and the limit (`skc_config_set_max_send_total`).
+    pub send_bytes: usize,
+    pub max_send_bytes: usize,
+    /// Answers given (`skc_respond`, `skc_respond_error`) after their link had closed:
+    /// dropped.
+    pub late_answers: u64,
+    /// Connections refused by `max_links` or a listener's `max_clients` (`skc_listen_max`).
+    pub refused_links: u64,
+    /// Messages refused, or reads paused, because a node-wide byte budget was full.
+    pub over_budget: u64,
+    /// Links declared dead by the heartbeat (`skc_config_set_heartbeat_ms`).
+    pub heartbeat_timeouts: u64,
+    /// Links closed by the multi-part or idle timeout.
+    pub expired: u64,
+    /// Protocol errors from peers: answered as stock answers them, or the link closed.
+    pub protocol_errors: u64,
+    /// Times accepting stopped for lack of file descriptors (once per episode; accepting
+    /// resumes by itself when descriptors are free again).
+    pub accept_stalls: u64,
+}
+
+/// Fills `*out` with the node's health (see `skc_health`). `out_size` must be
+/// `sizeof(skc_health)` (a smaller value gives `SKC_ERR_SIZE`: a header/library mismatch).
+///
+/// Ownership: `*out` is the caller's storage. Thread-safety: thread-safe (values are read
+/// while the node runs; each is consistent on its own, not together with the others).
+#[no_mangle]
+pub extern "C" fn skc_health_get(node: *mut skc_node, out: *mut skc_health, out_size: usize) -> skc_status {
+    guard(|| {
+        let n = get(node)?;
+        if out.is_null() {
+            return Err(Error::null("out"));
+        }
+        if out_size < std::mem::size_of::<skc_health>() {
+            return Err(Error::new(
+                skc_status::SKC_ERR_SIZE,
+                format!(
+                    "out_size {out_size} is smaller than sizeof(skc_health) = {}",
+                    std::mem::size_of::<skc_health>()
+                ),
+            ));
+        }
+        let h = n.handle.health();
+        let v = skc_health {
+            links: h.links,
+            max_links: h.max_links,
+            reassembly_bytes: h.reassembly_bytes,
+            max_reassembly_bytes: h.max_reassembly_bytes,
+            send_bytes: h.send_bytes,
+            max_send_bytes: h.max_send_bytes,
+            late_answers: h.late_answers,
+            refused_links: h.refused_links,
+            over_budget: h.over_budget,
+            heartbeat_timeouts: h.heartbeat_timeouts,
+            expired: h.expired,
+            protocol_errors: h.protocol_errors,
+            accept_stalls: h.accept_stalls,
+        };
+        // SAFETY: non-NULL and at least sizeof(skc_health) bytes, checked above.
         unsafe { out.write(v) };
         Ok(())
     })
