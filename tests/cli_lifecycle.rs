@@ -215,22 +215,20 @@ fn watch_reports_an_unreachable_node_once_and_exits_on_sigterm() {
     assert!(w.stderr.lock().unwrap().contains("SIGTERM, exiting"));
 }
 
-/// One call to `@echo` on a raw connection: writes the request, reads frames up to its
-/// answer and returns the answer's payload.
+/// One call to `@echo` on a raw connection: writes the request, reads the answer (one
+/// frame: the payloads here are small) and returns its payload.
 fn raw_call(s: &mut TcpStream, session: u32, payload: &[u8]) -> Vec<u8> {
     let mut req = Vec::new();
     wire::encode_request(&mut req, Address::Name(b"@echo"), session, payload, RequestKind::Call).unwrap();
     s.write_all(&req).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
-    loop {
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len).unwrap();
-        let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
-        s.read_exact(&mut body).unwrap();
-        match wire::decode_response(&body).unwrap() {
-            Response::Ok { session: got, payload } if got == session => return payload.to_vec(),
-            r => panic!("unexpected answer {r:?}"),
-        }
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    match wire::decode_response(&body).unwrap() {
+        Response::Ok { session: got, payload } if got == session => payload.to_vec(),
+        r => panic!("unexpected answer {r:?}"),
     }
 }
 
