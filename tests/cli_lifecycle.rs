@@ -320,9 +320,8 @@ fn serve_raises_its_fd_limit_to_the_hard_limit() {
     }
 }
 
-#[test]
-fn call_with_heartbeat_gives_up_on_a_frozen_peer() {
-    // Accepts and reads everything, answers nothing.
+/// A peer that accepts and reads everything and answers nothing; its address.
+fn frozen_peer() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
@@ -334,6 +333,23 @@ fn call_with_heartbeat_gives_up_on_a_frozen_peer() {
             });
         }
     });
+    addr
+}
+
+#[test]
+fn watch_sees_a_frozen_peer_by_its_heartbeat() {
+    let addr = frozen_peer();
+    let mut w = Proc::spawn(&["watch", &addr, "--interval", "0.2", "--heartbeat", "0.5"]);
+    let l = w.line("down", |l| !l.is_empty());
+    assert_eq!(event(&l), format!("{addr} down: heartbeat: no answer to a probe within 500ms"));
+    // Reconnects succeed (the kernel accepts) but nothing answers: no `up`, no second down.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(w.lines.try_recv().is_err(), "a line after the first down");
+}
+
+#[test]
+fn call_with_heartbeat_gives_up_on_a_frozen_peer() {
+    let addr = frozen_peer();
     let t0 = Instant::now();
     let o = cli(&["call", "--heartbeat", "1", "--timeout", "120000", &addr, "@echo", "1"]);
     let took = t0.elapsed();

@@ -1,5 +1,5 @@
 //! `skynet-cluster watch`: keeps a link to each target node and prints its ups and downs as
-//! they happen, from the engine's link events.
+//! they happen: downs from the engine's link events, ups from the first answer on a link.
 
 use super::args::{fmt_secs, parse_secs, usage_error, Args};
 use super::sys::{self, Signals};
@@ -20,16 +20,19 @@ USAGE:
                          [--count N]
 
 Keeps a link to each node (ours or stock skynet) and prints one line per change, as it
-happens, on stdout:
+happens, on stdout: `up` once the node answers on a new link, `down` with the reason when
+the link goes down or cannot be made:
 
     2026-12-03 18:40:55.123 127.0.0.1:2528 up
     2026-12-03 18:41:02.480 127.0.0.1:2528 down: peer closed the connection
     2026-12-03 18:41:09.017 db.example:2528 (10.0.0.7:2528) up
 
 A node given by host name shows the address it resolved to.
+
 Every interval, each node is sent a name query (any answer, `name not found` included,
 means alive): it keeps the link busy, and while a node is down it is the reconnect attempt
-that sees it come back. Failed reconnects while a node is already down print nothing.
+that sees it come back. Failed reconnects while a node is already down print nothing, nor
+does a link to a frozen node that accepts connections but never answers.
 
 FLAGS:
     --interval SECS   seconds between queries to each node (default 1; decimals allowed)
@@ -46,20 +49,32 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
 enum Msg {
-    /// A link to this target went up (`None`) or down (`Some(reason)`).
+    /// A link to this target connected (`down: None`; `peer`: the address it reached) or
+    /// went down (`Some(reason)`).
     Link {
         node: String,
         peer: Option<String>,
         down: Option<String>,
     },
+    /// The target answered a query.
+    Answered {
+        node: String,
+    },
     Signal(libc::c_int),
 }
 
+/// What was last printed for a target.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    Unknown,
+enum Shown {
+    Nothing,
     Up,
     Down,
+}
+
+struct Target {
+    shown: Shown,
+    /// The address the current link reached (from its up event).
+    peer: Option<String>,
 }
 
 struct Opts {
@@ -166,11 +181,17 @@ pub fn main(argv: Vec<String>) -> i32 {
                     if busy.swap(true, Ordering::AcqRel) {
                         continue; // the last one is still out
                     }
-                    let b = busy.clone();
+                    let (b, atx, node) = (busy.clone(), tx.clone(), t.clone());
                     let opts = CallOpts { timeout, trace: None };
-                    // Every answer, errors included, only frees the slot: the link events
-                    // say what happened to the link.
-                    let r = h.call_with(t, Address::Id(0), &query, opts, move |_| b.store(false, Ordering::Release));
+                    // Any answer proves the node alive (a stock node answers an unknown
+                    // name with `name not found`); failures only free the slot: the link
+                    // events say what happened to the link.
+                    let r = h.call_with(t, Address::Id(0), &query, opts, move |r| {
+                        if matches!(r, Ok(_) | Err(CallError::Remote(_))) {
+                            let _ = atx.send(Msg::Answered { node });
+                        }
+                        b.store(false, Ordering::Release);
+                    });
                     if let Err(e) = r {
                         busy.store(false, Ordering::Release);
                         // A connect that failed before any link existed (refused at once,
@@ -185,36 +206,55 @@ pub fn main(argv: Vec<String>) -> i32 {
             }
         });
     }
-    let mut state: HashMap<String, State> = o.targets.iter().map(|t| (t.clone(), State::Unknown)).collect();
+    let mut targets: HashMap<String, Target> =
+        o.targets.iter().map(|t| (t.clone(), Target { shown: Shown::Nothing, peer: None })).collect();
     let mut printed = 0usize;
     while let Ok(msg) = rx.recv() {
-        match msg {
+        let line = match msg {
             Msg::Signal(sig) => {
                 eprintln!("skynet-cluster watch: {}, exiting", sys::signal_name(sig));
                 break;
             }
-            Msg::Link { node, peer, down } => {
-                let Some(st) = state.get_mut(&node) else { continue };
-                let new = if down.is_some() { State::Down } else { State::Up };
-                if *st == new {
+            // Connected: remembered, printed as up once the node answers on it (a frozen
+            // node may still accept connections).
+            Msg::Link { node, peer, down: None } => {
+                if let Some(t) = targets.get_mut(&node) {
+                    t.peer = peer;
+                }
+                continue;
+            }
+            Msg::Link { node, peer, down: Some(why) } => {
+                let Some(t) = targets.get_mut(&node) else { continue };
+                if t.shown == Shown::Down {
                     continue;
                 }
-                *st = new;
-                // The resolved address, when the target was given by host name.
-                let peer = peer.filter(|p| *p != node && !resolves_to(&node, p));
-                let at = peer.map(|p| format!(" ({p})")).unwrap_or_default();
-                match down {
-                    None => println!("{} {node}{at} up", sys::timestamp()),
-                    Some(why) => println!("{} {node}{at} down: {why}", sys::timestamp()),
-                }
-                printed += 1;
-                if o.count.is_some_and(|n| printed >= n) {
-                    break;
-                }
+                t.shown = Shown::Down;
+                format!("{node}{} down: {why}", at(&node, peer.as_deref().or(t.peer.as_deref())))
             }
+            Msg::Answered { node } => {
+                let Some(t) = targets.get_mut(&node) else { continue };
+                if t.shown == Shown::Up {
+                    continue;
+                }
+                t.shown = Shown::Up;
+                format!("{node}{} up", at(&node, t.peer.as_deref()))
+            }
+        };
+        println!("{} {line}", sys::timestamp());
+        printed += 1;
+        if o.count.is_some_and(|n| printed >= n) {
+            break;
         }
     }
     0
+}
+
+/// ` (ADDR)`: the address a link reached, when the target was given by host name.
+fn at(node: &str, peer: Option<&str>) -> String {
+    match peer {
+        Some(p) if !resolves_to(node, p) => format!(" ({p})"),
+        _ => String::new(),
+    }
 }
 
 /// A connect error seen during the backoff says when the next attempt is: not news.
@@ -225,7 +265,7 @@ fn strip_retry(why: &str) -> &str {
     }
 }
 
-/// `node` is an IP:port spelling of `peer` (e.g. `[::1]:2528`).
+/// `node` is `peer`, or an IP:port spelling of it.
 fn resolves_to(node: &str, peer: &str) -> bool {
-    node.parse::<std::net::SocketAddr>().is_ok_and(|a| a.to_string() == peer)
+    node == peer || node.parse::<std::net::SocketAddr>().is_ok_and(|a| a.to_string() == peer)
 }
