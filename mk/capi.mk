@@ -2,7 +2,9 @@
 # ctest/capi_*.c, examples/ (C client and server, C++ client), pkg-config file, install.
 #
 #   make test-capi        header compiles as C11 and C++; ctest/capi_*.c under valgrind (memcheck:
-#                         any definite/indirect leak or memory error fails); examples/server.c vs
+#                         any definite/indirect leak or memory error fails; issue 12's peer-proofing:
+#                         capi_fd_release, capi_link_events, capi_config, capi_heartbeat play peers
+#                         with raw sockets from ctest/capi_net.h); examples/server.c vs
 #                         examples/client.c and examples/cpp_client.cpp over loopback, all under
 #                         valgrind too; `make install` into a scratch prefix and a build of the
 #                         client through pkg-config.
@@ -32,7 +34,7 @@ TESTS += test-capi
 capi-lib:
 	$(CARGO) build --release --lib
 
-$(CAPI_DIR)/capi_%: ctest/capi_%.c ctest/capi_test.h include/skynet_cluster.h capi-lib
+$(CAPI_DIR)/capi_%: ctest/capi_%.c ctest/capi_test.h ctest/capi_net.h include/skynet_cluster.h capi-lib
 	@mkdir -p $(CAPI_DIR)
 	$(CC) $(CAPI_CFLAGS) -D_POSIX_C_SOURCE=200809L -Iinclude -o $@ $< $(CAPI_LDFLAGS)
 

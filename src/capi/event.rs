@@ -79,10 +79,11 @@ pub struct skc_link_event {
 
 /// The link callback given to `skc_set_link_callback`.
 ///
-/// Runs on the node's I/O thread, or on the thread whose action closed the link (e.g. one
-/// calling `skc_reload`), one event at a time per thread: it must not block. It must not
-/// unwind (no C++ exception may leave it). A blocking `skc_call` from it fails with
-/// `SKC_ERR_DEADLOCK`.
+/// Runs on the node's I/O thread, or on the thread whose action closed the link (a down
+/// event with `SKC_DOWN_RELOAD` runs inside that thread's `skc_reload`), one event at a time
+/// per thread: it must not block. It must not unwind (no C++ exception may leave it). It may
+/// call the node (push, `skc_call_async`, `skc_set_link_callback`, ...); a blocking `skc_call`
+/// on the I/O thread and `skc_node_destroy` of its own node fail with `SKC_ERR_DEADLOCK`.
 /// Ownership: `ev` and everything it points to are borrowed for the call.
 pub type skc_link_cb = Option<unsafe extern "C" fn(ud: *mut c_void, ev: *const skc_link_event)>;
 
