@@ -229,7 +229,8 @@ pub fn main(argv: Vec<String>) -> i32 {
                     continue;
                 }
                 t.shown = Shown::Down;
-                format!("{node}{} down: {why}", at(&node, peer.as_deref().or(t.peer.as_deref())))
+                let peer = peer.or(t.peer.take());
+                format!("{node}{} down: {why}", at(&node, peer.as_deref()))
             }
             Msg::Answered { node } => {
                 let Some(t) = targets.get_mut(&node) else { continue };
