@@ -56,6 +56,9 @@ enum Read {
     No,
     Yes,
     ToEnd,
+    /// The peer hung up: read what is left; a link paused for pushback closes instead (its
+    /// peer asks nothing more and reads nothing, so nothing would ever resume it).
+    HangUp,
 }
 
 pub(crate) enum Cmd {
@@ -237,6 +240,10 @@ const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
 /// Refused connections (link limits) are logged at most once per this long.
 const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Accepted links closed for a reason worth logging: at most one line per this long.
+const INBOUND_CLOSE_LOG_EVERY: Duration = Duration::from_secs(1);
+/// A link to one peer node closed (or failed to connect): at most one line per this long.
+const OUTBOUND_CLOSE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) struct IoLoop {
     poll: Poll,
@@ -249,6 +256,10 @@ pub(crate) struct IoLoop {
     tick: Option<Duration>,
     next_tick: Instant,
     refused_log: RateLimit,
+    /// Close lines: accepted links together (a hostile peer could open thousands), and per
+    /// peer node (a node that stays down fails a connect attempt per call).
+    inbound_close_log: RateLimit,
+    outbound_close_log: HashMap<String, RateLimit>,
 }
 
 impl IoLoop {
@@ -264,6 +275,8 @@ impl IoLoop {
             tick,
             next_tick: now + tick.unwrap_or(ACCEPT_RETRY_MAX),
             refused_log: RateLimit::new(REFUSED_LOG_EVERY),
+            inbound_close_log: RateLimit::new(INBOUND_CLOSE_LOG_EVERY),
+            outbound_close_log: HashMap::new(),
         }
     }
 
@@ -315,7 +328,7 @@ impl IoLoop {
                 let writable = ev.is_writable() || ev.is_error() || ev.is_write_closed();
                 // After a hang-up no further edge will come: read to the end.
                 let read = if hup {
-                    Read::ToEnd
+                    Read::HangUp
                 } else if readable {
                     Read::Yes
                 } else {
@@ -563,9 +576,15 @@ impl IoLoop {
             return;
         }
         if !matches!(why, DownReason::PeerClosed | DownReason::Reload | DownReason::Shutdown) {
-            let side = if conn.inbound { "accepted link".to_string() } else { format!("link to [{}]", conn.node) };
-            let peer = conn.peer.map_or_else(|| "?".into(), |p| p.to_string());
-            log::warn(&format!("{side} ({peer}) closed: {why}"));
+            let peer = peer_text(&conn);
+            if conn.inbound {
+                self.inbound_close_log.warn(self.now, || format!("accepted link ({peer}) closed: {why}"));
+            } else {
+                let node = conn.node.clone();
+                let limit =
+                    self.outbound_close_log.entry(node).or_insert_with(|| RateLimit::new(OUTBOUND_CLOSE_LOG_EVERY));
+                limit.warn(self.now, || format!("link to [{}] ({peer}) closed: {why}", conn.node));
+            }
         }
         self.inner.link_event(LinkEvent {
             dir: if conn.inbound { LinkDir::Inbound } else { LinkDir::Outbound },
@@ -624,7 +643,11 @@ impl IoLoop {
             if let Some(e) = self.conns.get_mut(&t) {
                 e.last_in = self.now;
             }
-            if let Err(why) = self.read(t, scratch, read == Read::ToEnd) {
+            if read == Read::HangUp && conn.inbound && conn.st.lock().paused {
+                self.close(t, DownReason::PeerClosed);
+                return;
+            }
+            if let Err(why) = self.read(t, scratch, read != Read::Yes) {
                 self.close(t, why);
             }
         }
@@ -950,9 +973,8 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
                 let r = e.req_parts.as_mut().expect("inbound");
                 match r.begin(session, total, (OwnedAddress::of(addr), push, trace)) {
                     Ok(Begin::Joining) => {}
-                    Ok(Begin::Spoiled) => {
-                        Counters::add(&inner.io.counters.protocol_errors);
-                    }
+                    // Counted when its last part is answered.
+                    Ok(Begin::Spoiled) => {}
                     Ok(Begin::Refused) => {
                         // The node's reassembly budget is full: this message is the one
                         // refused, now; the link and the other messages go on.
