@@ -2,8 +2,9 @@
  * up and down, with the reason (reload, peer closed, connect failed) and every field of the
  * event checked; the callback runs as a node callback (destroying its node from it fails
  * with SKC_ERR_DEADLOCK, so does a blocking call on the I/O thread); a reload's down event
- * comes on the reloading thread; clearing the callback waits for a call still running on
- * another thread, and it can clear itself from inside; a node's own destroy is not reported. */
+ * comes on the reloading thread; clearing the callback (or destroying the node) waits for a
+ * call still running on another thread, and it can clear itself from inside; a node's own
+ * destroy is not reported. */
 #define _POSIX_C_SOURCE 200809L
 #include "capi_test.h"
 #include "capi_net.h"
@@ -220,7 +221,16 @@ int main(void) {
     WAIT_FOR(skc_health_get(server, &h, sizeof h) == SKC_OK && h.links == 0);
     EXPECT(atomic_load(&once_calls) == 1);
 
+    /* 7. Destroying the node waits for a call of its link callback, too. */
+    atomic_store(&slow_started, 0);
+    atomic_store(&slow_finished, 0);
+    MUST(skc_set_link_callback(server, slow, NULL));
+    fd = tcp_connect(port);
+    WAIT_FOR(atomic_load(&slow_started));
     MUST(skc_node_destroy(server));
+    EXPECT(atomic_load(&slow_finished) == 1);
+    close(fd);
+
     MUST(skc_node_destroy(client));
     EXPECT(atomic_load(&clog_.n) == client_events); /* the client's own destroy: not reported */
     if (capi_failures) {

@@ -402,7 +402,8 @@ skc_status skc_node_new(const char *nodename, struct skc_node **out);
 // node's own callbacks (the node is then left alive).
 //
 // Ownership: takes back the node; the handle is invalid afterwards (every later use returns
-// `SKC_ERR_HANDLE`). Responders of this node become invalid too.
+// `SKC_ERR_HANDLE`). Responders of this node become invalid too. No link callback of this
+// node runs after it returns (its `ud` may be freed).
 // Thread-safety: thread-safe; calls still running on other threads return `SKC_ERR_SHUTDOWN`
 // or `SKC_ERR_LINK_DOWN`.
 skc_status skc_node_destroy(struct skc_node *node);

@@ -173,7 +173,7 @@ impl LinkSlot {
 
     /// Replaces the callback. Unless called from inside this node's link callback, waits
     /// until no call of the old one is running on any thread.
-    fn set(&self, token: usize, cb: Option<(Cb, usize)>) {
+    pub(crate) fn set(&self, token: usize, cb: Option<(Cb, usize)>) {
         let mut st = self.st.lock();
         st.cb = cb;
         if IN_LINK_CB.with(|c| c.get()) == token {

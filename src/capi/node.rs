@@ -95,7 +95,8 @@ pub(crate) fn start(cfg: Config, out: *mut *mut skc_node) -> Res<()> {
 /// node's own callbacks (the node is then left alive).
 ///
 /// Ownership: takes back the node; the handle is invalid afterwards (every later use returns
-/// `SKC_ERR_HANDLE`). Responders of this node become invalid too.
+/// `SKC_ERR_HANDLE`). Responders of this node become invalid too. No link callback of this
+/// node runs after it returns (its `ud` may be freed).
 /// Thread-safety: thread-safe; calls still running on other threads return `SKC_ERR_SHUTDOWN`
 /// or `SKC_ERR_LINK_DOWN`.
 #[no_mangle]
@@ -113,10 +114,14 @@ pub extern "C" fn skc_node_destroy(node: *mut skc_node) -> skc_status {
             Obj::Node(n) => Ok(n),
             o => Err(o),
         })?;
+        // No link callback runs after this returns (nor one started by a thread still inside
+        // a call on this node), so the host may free its `ud`.
+        obj.links.set(t, None);
         let n = obj.node.lock().take();
-        drop(n); // shuts down, joins the I/O thread
-                 // Unanswered requests of this node: dropping a responder answers "no response" on a
-                 // closed link, which is discarded.
+        // Shuts down, joins the I/O thread.
+        drop(n);
+        // Unanswered requests of this node: dropping a responder answers "no response" on a
+        // closed link, which is discarded.
         let stale = handle::remove_where(|o| matches!(o, Obj::Responder(n, _) if *n == t));
         drop(stale);
         Ok(())
