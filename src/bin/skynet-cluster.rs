@@ -13,6 +13,8 @@ mod bench;
 mod cli;
 #[path = "skynet-cluster/floor.rs"]
 mod floor;
+#[path = "skynet-cluster/hold.rs"]
+mod hold;
 #[path = "skynet-cluster/procstat.rs"]
 mod procstat;
 #[path = "skynet-cluster/serve.rs"]

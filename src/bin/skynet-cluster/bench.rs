@@ -17,7 +17,7 @@ skynet-cluster bench: load generator for a node that serves @echo and @sink.
 
 USAGE:
     skynet-cluster bench [--connect HOST:PORT] [--size N] [--conc N] [--duration S] [--push]
-                         [--heartbeat SECS]
+                         [--heartbeat SECS] [--hold-links N]
 
 Each call is cluster.call(node, \"@echo\", x): x is a skynet.pack'ed integer for the tiny
 size, else a packed string of N bytes. Concurrency N keeps N calls in flight on one link.
@@ -39,6 +39,9 @@ FLAGS:
     --no-floor           skip the floor measurements
     --heartbeat SECS     probe the client's links when nothing arrived for SECS seconds and
                          drop them after SECS more without an answer (default 0 = off)
+    --hold-links N       first open N links to the node, use each once, and keep them idle
+                         while the bench runs: prints the server's RSS per idle link (with
+                         its pid) and the rows then show busy links beside N idle ones
     --help               this text
 
 Columns: calls/s, MB/s (payload, each way), latency p50/p99/p99.9 in microseconds,
@@ -50,7 +53,7 @@ CPU lower is better).
 const NODE: &str = "target";
 
 pub fn main(argv: Vec<String>) -> i32 {
-    let flags = &["connect", "server-pid", "size", "conc", "duration", "heartbeat"];
+    let flags = &["connect", "server-pid", "size", "conc", "duration", "heartbeat", "hold-links"];
     let a = match Args::parse(argv, flags, &["push", "no-floor"]) {
         Ok(a) => a,
         Err(e) => return usage_error("bench", &e),
@@ -304,6 +307,7 @@ struct Opts {
     conc_list: Option<Vec<usize>>,
     server_pid: Option<u32>,
     heartbeat: Option<Heartbeat>,
+    hold_links: Option<usize>,
 }
 
 fn opts(a: &Args) -> Result<Opts, String> {
@@ -321,11 +325,12 @@ fn opts(a: &Args) -> Result<Opts, String> {
         .map(|s| s.split(',').map(|c| c.trim().parse().map_err(|_| format!("--conc: `{c}` is not a number"))).collect())
         .transpose()?;
     let heartbeat = a.secs_or_off("heartbeat")?.flatten().map(Heartbeat::every);
-    Ok(Opts { dur, size_list, conc_list, server_pid: a.num("server-pid")?, heartbeat })
+    let hold_links = a.count("hold-links")?;
+    Ok(Opts { dur, size_list, conc_list, server_pid: a.num("server-pid")?, heartbeat, hold_links })
 }
 
 fn run(a: &Args, o: Opts) -> Result<(), String> {
-    let Opts { dur, size_list, conc_list, mut server_pid, heartbeat } = o;
+    let Opts { dur, size_list, conc_list, mut server_pid, heartbeat, hold_links } = o;
     let no_floor = a.flag("no-floor");
     let size_arg = size_list.as_ref().map(|l| l[0]);
     let conc_arg = conc_list.as_ref().map(|l| l[0]);
@@ -354,6 +359,10 @@ fn run(a: &Args, o: Opts) -> Result<(), String> {
         server_pid.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into())
     );
 
+    let _held = match hold_links {
+        Some(n) if n > 0 => Some(super::hold::hold_links(&target, n, &payload(None), server_pid)?),
+        _ => None,
+    };
     let matrix = size_arg.is_none() && conc_arg.is_none();
     let push_only = a.flag("push");
     if matrix {
