@@ -125,14 +125,14 @@ pub struct Config {
     pub standby_after: Option<Duration>,
     /// Links open at once, both directions, node-wide. A connection accepted beyond it is
     /// closed at once (counted, logged once per episode); a connect beyond it fails with
-    /// `ConnectFailed`. Each listener may have its own lower bound ([`Handle::listen_with`]).
+    /// `ConnectFailed`. Each listener may have its own lower bound ([`Handle::listen_with`](super::Handle::listen_with)).
     pub max_links: usize,
     /// Bytes of multi-part messages being reassembled, over all links (the per-link bound
     /// is `max_message`). A multi-part request whose header would go beyond it is answered
     /// with an error at once and its parts are dropped; the link stays up.
     pub max_reassembly_total: usize,
     /// Bytes queued to send, over all links (the per-link bound is `max_send_queue`).
-    /// Beyond it, a link that already has `FAIR_SHARE` queued is the one refused
+    /// Beyond it, a link that already has 1 MiB (`FAIR_SHARE`) queued is the one refused
     /// (`Overloaded` for calls and pushes; reading paused for accepted links): links that
     /// drain their answers keep working.
     pub max_send_total: usize,

@@ -53,6 +53,21 @@
 //! Send queues are bounded (`Config::max_send_queue`): callers get
 //! [`CallError::Overloaded`]; accepted links stop being read while their answers are queued
 //! or in service beyond the limits, so TCP pushes back on the peer instead of memory growing.
+//! Beyond the per-link bounds, node-wide budgets (`budget.rs`) cap what all links together
+//! hold: open links (`Config::max_links`, listeners' `max_clients`), bytes being reassembled
+//! (`max_reassembly_total`) and bytes queued to send (`max_send_total`). When one is full,
+//! the link that asks for more is the one refused or paused; the others go on.
+//!
+//! # Link lifecycle
+//!
+//! A closed link releases its socket at once: the I/O thread and the node map drop their
+//! references, and a [`Responder`] holds its link weakly (an answer that comes later is
+//! dropped and counted in [`Health::late_answers`]). Housekeeping (`housekeep.rs`) runs on
+//! a clock: listeners stalled for lack of descriptors are retried with backoff, unfinished
+//! multi-part messages (`multi_timeout`) and silent accepted links (`idle_timeout`) close
+//! their link, and idle outbound links are probed ([`Heartbeat`]: a name query for the
+//! reserved [`HEARTBEAT_NAME`], which stock answers too). The host learns of every link going
+//! up or down through [`Handle::set_link_hook`] ([`LinkEvent`], a typed [`DownReason`]).
 //!
 //! # Copies
 //!
