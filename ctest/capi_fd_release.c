@@ -78,7 +78,7 @@ int main(void) {
     double t0 = now_s();
     for (int i = 0; i < N; i++) close(fds[i]);
     int now = count_fds();
-    while (now > baseline + 5 && now_s() - t0 < 5.0) { /* hang guard; expected: milliseconds */
+    while (now > baseline + 5 && now_s() - t0 < 10.0) { /* hang guard; expected: well under 1 s */
         sleep_ms(5);
         now = count_fds();
     }
