@@ -86,6 +86,7 @@ int main(void) {
     printf("after the closes: %d fds after %.3f s (baseline %d)\n", now, took, baseline);
     EXPECT(now <= baseline + 5);
     WAIT_FOR(health(server).links == 0);
+    WAIT_FOR(count_fds() <= baseline); /* every one of them, in the end */
     h = health(server);
     EXPECT(h.late_answers == 0);
     EXPECT(h.refused_links == 0);
