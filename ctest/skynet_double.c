@@ -20,6 +20,7 @@
  *   skynet_queryname  ".name" from the names given on stdin, ":hex" parsed, else 0.
  *   skynet_command    "REG" with no name: the context's handle as ":%08x"; "GETENV":
  *                     this process's environment variable of that name.
+ *   skynet_getenv     the same environment variable (skynet: a key of the config file).
  *   skynet_context_message_dispatch, skynet_globalmq_push/_pop, skynet_monitor_new/
  *   _delete/_check, skynet_mq_handle/_pop:
  *                     the service's inline dispatch. The double has one message queue
@@ -53,15 +54,17 @@
  *                     trace tags ("trace <dest> <hex>").
  *   callers           handles that exist and print what they receive
  *                     ("deliver <source> <dest> <type> <session> <hex>").
+ *   mute services     handles that exist and never answer (as skynet's logger, a C
+ *                     service that answers no call): messages are counted and freed.
  *
  * stdin, one command a line (handles in hex):
- *   caller H | echo H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | stats |
+ *   caller H | echo H | mute H | name .NAME H | msg SOURCE DEST TYPE SESSION HEX | sync N | stats |
  *   lua CHUNK | workers off | workers on | quit
  * ("workers off": the main thread, which plays skynet's workers, leaves ordinary messages
  * alone until "workers on", so only the service's inline dispatch runs them.)
  * stdout: "ready <service handle>", then deliver/push/trace/log/sync lines ("stats
- * inline=N own=M": messages run by inline dispatch so far, M of them read from the
- * service's own queue), and
+ * inline=N own=M muted=K": messages run by inline dispatch so far, M of them read from
+ * the service's own queue; K messages to mute services), and
  * "released" after quit (the service is released with skcluster_release).
  */
 #include <dlfcn.h>
@@ -113,8 +116,9 @@ static pthread_mutex_t dispatch_mu = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long dispatched_inline, dispatched_own;
 
 #define MAXH 64
-static uint32_t echos[MAXH], callers[MAXH];
-static int n_echo, n_caller;
+static uint32_t echos[MAXH], callers[MAXH], mutes[MAXH];
+static int n_echo, n_caller, n_mute;
+static unsigned long muted;
 static struct { char name[64]; uint32_t handle; } names[MAXH];
 static int n_names;
 
@@ -127,7 +131,7 @@ static int in_set(const uint32_t *set, int n, uint32_t h) {
 static int exists(uint32_t h) {
 	int r;
 	pthread_mutex_lock(&mu);
-	r = h == SERVICE.handle || in_set(echos, n_echo, h) || in_set(callers, n_caller, h);
+	r = h == SERVICE.handle || in_set(echos, n_echo, h) || in_set(callers, n_caller, h) || in_set(mutes, n_mute, h);
 	pthread_mutex_unlock(&mu);
 	return r;
 }
@@ -218,6 +222,10 @@ const char *skynet_command(struct skynet_context *ctx, const char *cmd, const ch
 	return NULL;
 }
 
+const char *skynet_getenv(const char *key) {
+	return getenv(key);
+}
+
 /* The first packed value when it is a string: its bytes and the size of the value. */
 static int packed_string(const unsigned char *p, size_t sz, const unsigned char **s, size_t *len, size_t *used) {
 	if (sz < 1) return 0;
@@ -272,6 +280,8 @@ static void run_message(struct msg *m) {
 		m->data = NULL;
 	} else if (in_set(echos, n_echo, m->dest)) {
 		echo_dispatch(m);
+	} else if (in_set(mutes, n_mute, m->dest)) {
+		muted++;
 	} else {
 		char prefix[96];
 		snprintf(prefix, sizeof(prefix), "deliver %x %x %d %d ", m->source, m->dest, m->type, m->session);
@@ -462,6 +472,8 @@ static void *reader(void *arg) {
 		char name[64];
 		if (sscanf(line, "caller %x", &a) == 1) {
 			pthread_mutex_lock(&mu); if (n_caller < MAXH) callers[n_caller++] = a; pthread_mutex_unlock(&mu);
+		} else if (sscanf(line, "mute %x", &a) == 1) {
+			pthread_mutex_lock(&mu); if (n_mute < MAXH) mutes[n_mute++] = a; pthread_mutex_unlock(&mu);
 		} else if (sscanf(line, "echo %x", &a) == 1) {
 			pthread_mutex_lock(&mu); if (n_echo < MAXH) echos[n_echo++] = a; pthread_mutex_unlock(&mu);
 		} else if (sscanf(line, "name %63s %x", name, &a) == 2) {
@@ -481,10 +493,10 @@ static void *reader(void *arg) {
 			run_lua(line + 4);
 		} else if (strcmp(line, "stats") == 0) {
 			pthread_mutex_lock(&dispatch_mu);
-			unsigned long n = dispatched_inline, own = dispatched_own;
+			unsigned long n = dispatched_inline, own = dispatched_own, mu_n = muted;
 			pthread_mutex_unlock(&dispatch_mu);
 			pthread_mutex_lock(&out_mu);
-			printf("stats inline=%lu own=%lu\n", n, own);
+			printf("stats inline=%lu own=%lu muted=%lu\n", n, own, mu_n);
 			fflush(stdout);
 			pthread_mutex_unlock(&out_mu);
 		} else if (strcmp(line, "workers off") == 0 || strcmp(line, "workers on") == 0) {

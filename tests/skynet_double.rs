@@ -13,6 +13,12 @@
 //!   cluster.lua sends them; the frames it writes must be the recorded client frames.
 //! * `lua_side_messages`: what cluster.lua sends to the service (calls, pushes, queries,
 //!   trace, control commands) and the one message that comes back to the caller.
+//! * Issue 12 (nothing a peer does takes a node down): `closed_links_release_their_sockets`,
+//!   `config_keys_reach_the_engine`, `bad_config_values_stop_the_service_from_starting`,
+//!   `maxclient_bounds_a_listener_as_stocks_gate`, `heartbeat_and_link_events`,
+//!   `waiting_link_event_poll_ends_at_release`. The double runs no skynet.lua, so link
+//!   events are checked as the messages cluster.linkevent's loop exchanges with the
+//!   service; `make skynet-lifecycle SKYNET_ROOT=...` runs the Lua side in skynet.
 
 use serde_json::Value as J;
 use skynet_cluster::seri::{self, Table, Value};
@@ -52,6 +58,10 @@ struct Double {
     stdin: ChildStdin,
     lines: mpsc::Receiver<String>,
     sync: i32,
+    /// The lines logged before "ready".
+    early: Vec<String>,
+    /// Lines `expect` passed over (logs, mostly).
+    skipped: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -69,6 +79,22 @@ impl Double {
 
     /// Starts the double with extra environment variables (what skynet's GETENV answers).
     fn start_env(env: &[(&str, &str)]) -> Option<Double> {
+        let mut d = Double::spawn(env)?;
+        // What the service logged while it started (its config), then "ready".
+        loop {
+            let l = d.line();
+            if l == format!("ready {SERVICE:x}") {
+                break;
+            }
+            assert!(l.starts_with("log "), "before ready: {l}");
+            d.early.push(l);
+        }
+        d.cmd(&format!("caller {CALLER:x}"));
+        Some(d)
+    }
+
+    /// The double's process, not yet started up.
+    fn spawn(env: &[(&str, &str)]) -> Option<Double> {
         let (Some(bin), Some(lib)) = (std::env::var_os("SKC_DOUBLE"), std::env::var_os("SKC_LIB")) else {
             // Written past libtest's capture so the skip is visible in every run; `make test`
             // runs these tests for real through `make test-skynet`, which builds the double.
@@ -112,11 +138,7 @@ impl Double {
                 }
             }
         });
-        let mut d = Double { child, stdin, lines, sync: 0 };
-        let first = d.line();
-        assert_eq!(first, format!("ready {SERVICE:x}"));
-        d.cmd(&format!("caller {CALLER:x}"));
-        Some(d)
+        Some(Double { child, stdin, lines, sync: 0, early: Vec::new(), skipped: Vec::new() })
     }
 
     fn cmd(&mut self, l: &str) {
@@ -141,6 +163,7 @@ impl Double {
                 return r.to_string();
             }
             assert!(!l.starts_with("deliver") || prefix.starts_with("deliver"), "unexpected: {l}");
+            self.skipped.push(l);
         }
     }
 
@@ -480,7 +503,8 @@ impl Double {
     fn inline_counts(&mut self) -> (u64, u64) {
         self.cmd("stats");
         let r = self.expect("stats inline=");
-        let (n, own) = r.split_once(" own=").unwrap();
+        let (n, rest) = r.split_once(" own=").unwrap();
+        let own = rest.split(' ').next().unwrap();
         (n.parse().unwrap(), own.parse().unwrap())
     }
 
@@ -851,4 +875,446 @@ fn outbound_frames_match_stock_clients() {
     }
     assert_eq!(checked, 19);
     d.quit();
+}
+
+// ---- Issue 12: nothing a peer does takes a node down (config keys, maxclient, closed
+// links, heartbeat, link events) ----
+
+/// A service of the double that never answers (as skynet's logger).
+const MUTE: u32 = 0x30;
+const CMD_LISTEN: i64 = 2;
+const CMD_RELOAD: i64 = 1;
+const CMD_LINKEVENTS: i64 = 9;
+const CMD_HEALTH: i64 = 10;
+
+fn valgrind() -> bool {
+    std::env::var_os("SKC_DOUBLE_VALGRIND").is_some()
+}
+
+/// How long something asked to happen "within about a second" may take: slack for a
+/// loaded CI machine, and much more under valgrind (one thread at a time, 20-50x slower).
+fn soon() -> Duration {
+    if valgrind() {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(2)
+    }
+}
+
+/// Polls `f` every 10 ms until it is true or `limit` has passed; whether it became true,
+/// and when.
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// A stock client's call frame: `payload` to `addr` with `session`.
+fn call_frame(addr: wire::Address<'_>, session: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    wire::encode_request(&mut f, addr, session, payload, wire::RequestKind::Call).unwrap();
+    f
+}
+
+/// A raw client of the service's listener (a stock node's clustersender).
+fn client(port: u16) -> TcpStream {
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.set_read_timeout(Some(HANG)).unwrap();
+    c
+}
+
+/// Calls @echo over `c` and checks the answer.
+fn echo_over(c: &mut TcpStream, session: u32, v: i64) {
+    c.write_all(&call_frame(wire::Address::Name(b"@echo"), session, &pack(&[s("echo"), Value::Integer(v)]))).unwrap();
+    let f = read_frame(c);
+    match wire::decode_response(&f[2..]).unwrap() {
+        wire::Response::Ok { session: got, payload } => {
+            assert_eq!((got, payload.to_vec()), (session, pack(&[Value::Integer(v)])));
+        }
+        other => panic!("echo over a raw client: {other:?}"),
+    }
+}
+
+/// True when the service closed `c` (EOF or reset) without sending anything.
+fn closed_by_peer(c: &mut TcpStream) -> bool {
+    c.set_read_timeout(Some(soon())).unwrap();
+    let mut b = [0u8; 1];
+    matches!(c.read(&mut b), Ok(0))
+        || matches!(c.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+fn key(t: &Table, k: &str) -> Value {
+    t.get(&s(k)).cloned().unwrap_or(Value::Nil)
+}
+
+fn int(t: &Table, k: &str) -> i64 {
+    key(t, k).as_integer().unwrap_or_else(|| panic!("{k} in {t:?}"))
+}
+
+impl Double {
+    /// `health()`: the engine's counters and limits, and skcluster's own.
+    fn health(&mut self) -> Table {
+        let r = self.call(900, &pack(&[Value::Integer(CMD_HEALTH)]));
+        assert_eq!(r.ty, 1);
+        match seri::decode(&r.data).unwrap().remove(0) {
+            Value::Table(t) => t,
+            other => panic!("health: {other:?}"),
+        }
+    }
+
+    /// Messages delivered to the double's mute services so far.
+    fn muted(&mut self) -> u64 {
+        self.cmd("stats");
+        let r = self.expect("stats inline=");
+        r.rsplit_once(" muted=").unwrap().1.parse().unwrap()
+    }
+
+    /// A second listener, opened as `cluster.open(0, maxclient)` does: its port.
+    fn listen_maxclient(&mut self, session: i32, maxclient: Value) -> u16 {
+        let d = self.call(session, &pack(&[Value::Integer(CMD_LISTEN), s("127.0.0.1"), Value::Integer(0), maxclient]));
+        assert_eq!(d.ty, 1);
+        seri::decode(&d.data).unwrap()[1].as_integer().unwrap() as u16
+    }
+
+    fn reload(&mut self, session: i32, kv: Vec<(Value, Value)>) {
+        let r = self.call(session, &pack(&[Value::Integer(CMD_RELOAD), Value::Table(Table::from_pairs(kv))]));
+        assert_eq!(r.ty, 1);
+    }
+}
+
+/// (a) Inbound calls to a service that never answers, each on a link that then closes:
+/// the links' sockets are released at once (responders hold their links weakly) and
+/// skcluster drops the calls (so nothing accumulates); the node goes on serving.
+#[test]
+fn closed_links_release_their_sockets() {
+    let Some(mut d) = Double::start() else { return };
+    let port = d.serve();
+    d.cmd(&format!("mute {MUTE:x}"));
+    d.sync();
+    let pid = d.child.id();
+    let base = fd_count(pid);
+    assert!(base > 0, "cannot read /proc/{pid}/fd");
+    let n = 300;
+    let mut clients: Vec<TcpStream> = (0..n)
+        .map(|i| {
+            let mut c = client(port);
+            c.write_all(&call_frame(wire::Address::Id(MUTE), i + 1, &pack(&[s("never"), Value::Integer(i as i64)])))
+                .unwrap();
+            c
+        })
+        .collect();
+    // Every call reached the mute service while its link was open.
+    assert!(wait_for(HANG, || d.muted() == n as u64).is_some(), "{} of {n} calls delivered", d.muted());
+    assert_eq!(int(&d.health(), "inflight"), n as i64);
+    let peak = fd_count(pid);
+    assert!(peak >= base + n as usize, "{peak} descriptors open with {n} links (baseline {base})");
+    clients.clear();
+    let back = wait_for(soon(), || fd_count(pid) <= base + 4);
+    assert!(
+        back.is_some(),
+        "{} descriptors open {:?} after the clients closed (baseline {base})",
+        fd_count(pid),
+        soon()
+    );
+    let h = d.health();
+    let (links, inflight, abandoned) = (int(&h, "links"), int(&h, "inflight"), int(&h, "abandoned"));
+    assert_eq!((links, inflight, abandoned), (0, 0, n as i64), "{h:?}");
+    // A new client is served as before.
+    let mut c = client(port);
+    echo_over(&mut c, 7, 42);
+    eprintln!("closed_links_release_their_sockets: {peak} -> {} descriptors in {:?}", fd_count(pid), back.unwrap());
+    d.quit();
+}
+
+/// (b) The cluster_* keys of the skynet config reach the engine: cluster_max_links = 2
+/// keeps two links and refuses the third at once, while the two are served.
+#[test]
+fn config_keys_reach_the_engine() {
+    let env = [("cluster_max_links", "2"), ("cluster_max_send", "128M"), ("cluster_multi_timeout", "0")];
+    let Some(mut d) = Double::start_env(&env) else { return };
+    assert_eq!(
+        d.early,
+        vec!["log skcluster: config cluster_max_links = 2, cluster_max_send = 134217728, cluster_multi_timeout = off"]
+    );
+    let port = d.serve();
+    let h = d.health();
+    assert_eq!((int(&h, "max_links"), int(&h, "max_send_bytes")), (2, 128 << 20));
+    let (mut a, mut b) = (client(port), client(port));
+    echo_over(&mut a, 1, 1);
+    echo_over(&mut b, 1, 2);
+    let mut c = client(port);
+    assert!(closed_by_peer(&mut c), "a third link was kept with cluster_max_links = 2");
+    echo_over(&mut a, 2, 3);
+    echo_over(&mut b, 2, 4);
+    let h = d.health();
+    assert_eq!((int(&h, "links"), int(&h, "refused_links")), (2, 1), "{h:?}");
+    d.quit();
+}
+
+/// (b) A bad value: every bad key is logged with what it must be, and the service does
+/// not start.
+#[test]
+fn bad_config_values_stop_the_service_from_starting() {
+    let env = [("cluster_max_links", "0"), ("cluster_heartbeat", "soon"), ("cluster_max_send", "64M")];
+    let Some(mut d) = Double::spawn(&env) else { return };
+    drop(d.stdin);
+    let mut out = Vec::new();
+    while let Ok(l) = d.lines.recv_timeout(HANG) {
+        out.push(l);
+    }
+    let status = d.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the double starts no service: {out:?}");
+    assert_eq!(
+        out,
+        vec![
+            "log skcluster: bad config cluster_max_links = \"0\": must be a whole number, at least 1",
+            "log skcluster: bad config cluster_heartbeat = \"soon\": must be a number of seconds (0 or false: off)",
+            "log skcluster: not started: fix the cluster_* keys above in the skynet config",
+        ]
+    );
+}
+
+/// (d) `cluster.open(port, maxclient)`: stock's gate keeps maxclient - 1 clients; one
+/// beyond that is closed at once; once one leaves, another is accepted.
+#[test]
+fn maxclient_bounds_a_listener_as_stocks_gate() {
+    let Some(mut d) = Double::start() else { return };
+    d.serve();
+    let port = d.listen_maxclient(10, Value::Integer(3));
+    let (mut a, mut b) = (client(port), client(port));
+    echo_over(&mut a, 1, 1);
+    echo_over(&mut b, 1, 2);
+    let mut c = client(port);
+    assert!(closed_by_peer(&mut c), "a third client was kept with maxclient 3");
+    echo_over(&mut b, 2, 3);
+    drop(a);
+    assert!(wait_for(soon(), || int(&d.health(), "links") == 1).is_some());
+    let mut e = client(port);
+    echo_over(&mut e, 1, 4);
+    assert_eq!(int(&d.health(), "refused_links"), 1);
+    // maxclient 1 keeps none (stock: the first client already counts 1 >= 1).
+    let port = d.listen_maxclient(11, Value::Integer(1));
+    assert!(closed_by_peer(&mut client(port)));
+    // Not a number: the call fails, as stock's gate fails to compare.
+    let r = d.call(12, &pack(&[Value::Integer(CMD_LISTEN), s("127.0.0.1"), Value::Integer(0), s("many")]));
+    assert_eq!(r.ty, 7);
+    d.quit();
+}
+
+/// A link event as the poll answers it.
+#[derive(Debug, PartialEq)]
+struct Ev {
+    up: bool,
+    dir: String,
+    node: Option<String>,
+    reason: Option<String>,
+    link: i64,
+}
+
+/// The events of one poll answer, and the number lost.
+fn events(data: &[u8]) -> (Vec<Ev>, i64) {
+    let v = seri::decode(data).unwrap();
+    let Value::Table(list) = &v[0] else { panic!("poll answer: {v:?}") };
+    let str_of = |t: &Table, k: &str| key(t, k).as_bytes().map(|b| String::from_utf8_lossy(b).into_owned());
+    let evs = list
+        .array
+        .iter()
+        .map(|e| {
+            let Value::Table(t) = e else { panic!("event: {e:?}") };
+            assert!(str_of(t, "peer").is_some_and(|p| p.starts_with("127.0.0.1:")), "{t:?}");
+            Ev {
+                up: key(t, "up") == Value::Boolean(true),
+                dir: str_of(t, "dir").unwrap(),
+                node: str_of(t, "node"),
+                reason: str_of(t, "reason"),
+                link: int(t, "link"),
+            }
+        })
+        .collect();
+    (evs, v[1].as_integer().unwrap())
+}
+
+impl Double {
+    /// `linkevents(what)` from the caller, as cluster.linkevent sends it.
+    fn linkevents(&mut self, session: i32, what: &str) {
+        self.send(10, session, &pack(&[Value::Integer(CMD_LINKEVENTS), s(what)]));
+    }
+
+    /// Polls (session `session`) and waits for its answer, collecting the other lines
+    /// delivered to the caller meanwhile into `other`.
+    fn poll(&mut self, session: i32, other: &mut Vec<Delivered>) -> Vec<Ev> {
+        self.linkevents(session, "poll");
+        loop {
+            let d = self.delivered();
+            if d.session == session {
+                assert_eq!(d.ty, 1);
+                let (evs, lost) = events(&d.data);
+                assert_eq!(lost, 0);
+                return evs;
+            }
+            other.push(d);
+        }
+    }
+}
+
+/// (b) + (c) cluster_heartbeat: a peer that accepts but never answers (frozen) is found
+/// dead by the heartbeat, and the call waiting on it fails at once with an error naming
+/// the heartbeat, where stock would wait forever; a live peer (this node itself, which
+/// answers the probe "name not found" as any stock node does) keeps its idle link up.
+/// Subscribed services see each link go up and down, with the reason.
+#[test]
+fn heartbeat_and_link_events() {
+    let beat = 0.5;
+    let Some(mut d) = Double::start_env(&[("cluster_heartbeat", &beat.to_string())]) else { return };
+    assert_eq!(d.early, vec![format!("log skcluster: config cluster_heartbeat = {beat} s")]);
+    let port = d.serve();
+    // Subscribe: no link is up yet, so the first poll waits.
+    d.linkevents(100, "start");
+    assert_eq!((d.delivered().session, d.sync().len()), (100, 0));
+    d.linkevents(101, "poll");
+    d.sync();
+    // The frozen peer: accepts, reads, never answers.
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let frozen_port = frozen.local_addr().unwrap().port();
+    let (held_tx, held) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut c, _) = frozen.accept().unwrap();
+        let mut sink = Vec::new();
+        let _ = held_tx.send(c.try_clone().unwrap());
+        let _ = c.read_to_end(&mut sink);
+    });
+    d.reload(
+        10,
+        vec![(s("frozen"), s(&format!("127.0.0.1:{frozen_port}"))), (s("self"), s(&format!("127.0.0.1:{port}")))],
+    );
+    let t0 = std::time::Instant::now();
+    d.send(10, 300, &pack(&[s("frozen"), s("@echo"), s("echo"), Value::Integer(1)]));
+    let _held = held.recv_timeout(HANG).unwrap();
+    // The poll waiting since before: the link to [frozen] is up.
+    let mut other = Vec::new();
+    let up = loop {
+        let x = d.delivered();
+        if x.session == 101 {
+            break events(&x.data).0;
+        }
+        other.push(x);
+    };
+    assert_eq!(up.len(), 1);
+    assert_eq!(
+        (up[0].up, up[0].dir.as_str(), up[0].node.as_deref(), &up[0].reason),
+        (true, "outbound", Some("frozen"), &None)
+    );
+    // Then it goes down by the heartbeat, and the call waiting on it fails.
+    let down = d.poll(102, &mut other);
+    let failed_after = t0.elapsed();
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!((down[0].up, down[0].link, down[0].node.as_deref()), (false, up[0].link, Some("frozen")));
+    let reason = down[0].reason.clone().unwrap();
+    assert!(reason.starts_with("heartbeat: "), "{reason}");
+    while !other.iter().any(|x| x.session == 300) {
+        other.push(d.delivered());
+    }
+    let call = other.iter().find(|x| x.session == 300).unwrap();
+    assert_eq!((call.ty, call.data.len()), (7, 0), "the call to the frozen peer fails");
+    let mut seen = d.sync();
+    seen.append(&mut d.skipped);
+    assert!(
+        seen.iter().any(|l| l.starts_with("log cluster call to [frozen] failed: link down: heartbeat: ")),
+        "{seen:?}"
+    );
+    // Interval + deadline is 1 s; the engine's timers add a little.
+    if !valgrind() {
+        assert!(failed_after < Duration::from_secs(3), "the frozen peer was found dead after {failed_after:?}");
+    }
+    assert_eq!(int(&d.health(), "heartbeat_timeouts"), 1);
+
+    // A live peer: this node itself. Its idle link is probed and stays up.
+    let a = d.call(301, &pack(&[s("self"), s("@echo"), s("echo"), Value::Integer(2)]));
+    assert_eq!((a.ty, a.data), (1, pack(&[Value::Integer(2)])));
+    let mut ups = d.poll(103, &mut other);
+    if ups.len() < 2 {
+        ups.extend(d.poll(104, &mut other));
+    }
+    ups.sort_by(|x, y| x.dir.cmp(&y.dir));
+    assert_eq!(ups.len(), 2, "{ups:?}");
+    assert_eq!((ups[0].up, ups[0].dir.as_str(), ups[0].node.as_deref()), (true, "inbound", None));
+    assert_eq!((ups[1].up, ups[1].dir.as_str(), ups[1].node.as_deref()), (true, "outbound", Some("self")));
+    std::thread::sleep(Duration::from_secs_f64(beat * 5.0));
+    assert_eq!(int(&d.health(), "heartbeat_timeouts"), 1, "a live peer's idle link was declared dead");
+    let a = d.call(302, &pack(&[s("self"), s("@echo"), s("echo"), Value::Integer(3)]));
+    assert_eq!((a.ty, a.data), (1, pack(&[Value::Integer(3)])));
+
+    // A new subscription starts with an up event for each link open now.
+    d.linkevents(120, "poll");
+    d.sync();
+    d.linkevents(121, "start"); // answers the waiting poll with no values, then itself
+    let (x, y) = (d.delivered(), d.delivered());
+    assert_eq!((x.session, x.data.len(), y.session, y.data.len()), (120, 0, 121, 0));
+    let mut now = d.poll(122, &mut other);
+    now.sort_by(|x, y| x.dir.cmp(&y.dir));
+    assert_eq!(now, ups);
+    // Marked down: both ends of the self link go down, with their reasons.
+    d.linkevents(130, "poll");
+    d.sync();
+    d.send(
+        10,
+        11,
+        &pack(&[Value::Integer(CMD_RELOAD), Value::Table(Table::from_pairs(vec![(s("self"), Value::Boolean(false))]))]),
+    );
+    // The two events come in one poll answer or in two.
+    let (mut downs, mut reloaded, mut polling) = (Vec::new(), false, 130);
+    while downs.len() < 2 || !reloaded {
+        let x = d.delivered();
+        match x.session {
+            11 => reloaded = true,
+            s if s == polling => {
+                downs.extend(events(&x.data).0);
+                if downs.len() < 2 {
+                    polling += 1;
+                    d.linkevents(polling, "poll");
+                }
+            }
+            _ => panic!("unexpected: {x:?}"),
+        }
+    }
+    downs.sort_by(|x, y| x.dir.cmp(&y.dir));
+    assert_eq!(
+        downs.iter().map(|e| (e.up, e.link, e.reason.as_deref())).collect::<Vec<_>>(),
+        vec![
+            (false, ups[0].link, Some("peer closed the connection")),
+            (false, ups[1].link, Some("node address changed")),
+        ]
+    );
+    // Stop: a poll after it is answered with no values (the Lua loop ends).
+    d.linkevents(140, "stop");
+    d.linkevents(141, "poll");
+    let (x, y) = (d.delivered(), d.delivered());
+    assert_eq!((x.session, x.data.len(), y.session, y.data.len()), (140, 0, 141, 0));
+    assert_eq!(int(&d.health(), "link_subscribers"), 0);
+    d.quit();
+}
+
+/// A subscriber whose poll is still waiting when the service is released gets an error
+/// (cluster.linkevent's loop ends, no coroutine waits forever).
+#[test]
+fn waiting_link_event_poll_ends_at_release() {
+    let Some(mut d) = Double::start() else { return };
+    d.linkevents(1, "start");
+    assert_eq!(d.delivered().session, 1);
+    d.linkevents(2, "poll");
+    d.sync();
+    let rest = d.quit();
+    assert!(rest.iter().any(|l| l == &format!("deliver {SERVICE:x} {CALLER:x} 7 2 ")), "{rest:?}");
 }

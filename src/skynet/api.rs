@@ -57,6 +57,9 @@ pub struct Api {
     pub socket_bind: Option<unsafe extern "C" fn(*mut c_void, c_int) -> c_int>,
     pub socket_close: Option<unsafe extern "C" fn(*mut c_void, c_int)>,
     pub free: unsafe extern "C" fn(*mut c_void),
+    /// Optional `skynet_getenv` (skynet_env.h): a key of the skynet config file. Without it
+    /// the service asks `skynet_command(ctx, "GETENV", key)`, which answers the same.
+    pub getenv: Option<unsafe extern "C" fn(*const c_char) -> *const c_char>,
     /// Optional, all four or none: lets the engine's I/O thread run the skynet messages it
     /// has just delivered (see `mod.rs`, "Running delivered messages at once").
     pub dispatch: Option<Dispatch>,
@@ -165,6 +168,7 @@ impl Api {
             socket_bind: opt!("skynet_socket_bind", unsafe extern "C" fn(*mut c_void, c_int) -> c_int),
             socket_close: opt!("skynet_socket_close", unsafe extern "C" fn(*mut c_void, c_int)),
             free,
+            getenv: opt!("skynet_getenv", unsafe extern "C" fn(*const c_char) -> *const c_char),
             dispatch: (|| {
                 Some(Dispatch {
                     dispatch: opt!(

@@ -88,18 +88,84 @@
 //! at most one byte in flight: skynet's socket thread reads it, forwards it to this
 //! service, and wakes a worker, as it does for any socket data. Without
 //! `skynet_socket_bind` (e.g. the test double) the service runs without it.
+//!
+//! # Configuration (issue 12)
+//!
+//! Keys of the skynet config file, read once when the service starts (`skynet_getenv`,
+//! else `skynet_command(ctx, "GETENV", ...)`). A value that does not parse is logged
+//! (`skcluster: bad config KEY = "VALUE": must be ...`, every bad key) and the service
+//! does not start (`skcluster_init` fails, so `require "skynet.cluster"` fails with it);
+//! the keys that were given are logged once at start (`skcluster: config KEY = VALUE, ...`).
+//! Bytes are a whole number (a Lua expression such as `64 * 1024 * 1024` is fine) or a
+//! string with a `K`/`M`/`G` suffix (`"512M"`); seconds may have a fraction; `0` (or
+//! `false`) turns a timer off.
+//!
+//! * `cluster_max_links` (16384): links open at once, both directions, node-wide. A
+//!   connection accepted beyond it is closed at once; a connect beyond it fails.
+//! * `cluster_max_reassembly` (224 MiB): bytes of multi-part messages being joined, all
+//!   links together. A multi-part request beyond it is answered with an error; the link
+//!   stays up.
+//! * `cluster_max_send` (224 MiB): bytes queued to send, all links together. Beyond it,
+//!   the links holding 1 MiB or more are the ones refused (their calls and pushes fail
+//!   `overloaded`; accepted links stop being read until their answers drain).
+//! * `cluster_max_send_queue` (64 MiB): bytes queued to send on one link before its calls
+//!   and pushes fail `overloaded` (an accepted link: reading pauses).
+//! * `cluster_max_message` (64 MiB): the largest multi-part message a peer may send; a
+//!   larger header drops the link.
+//! * `cluster_max_inflight` (65536): requests of one accepted link in service at once
+//!   before the link stops being read.
+//! * `cluster_multi_timeout` (60 s): how long a peer may leave a multi-part message
+//!   unfinished before its link is closed.
+//! * `cluster_idle_timeout` (off): an accepted link silent this long is closed (stock
+//!   never closes one).
+//! * `cluster_heartbeat` (off, as stock): an outbound link silent this long is probed with
+//!   a name query (any stock node answers it, `name not found`); no answer within as long
+//!   again: the link is dead, its pending calls fail at once (`link down: heartbeat: ...`)
+//!   and the next call reconnects.
+//!
+//! The per-link send queue was 1 GiB before the node-wide budget existed; against the
+//! 224 MiB node total such a bound is never reached (the node total refuses first), and
+//! it would let one peer that stops reading hold the whole node budget. 64 MiB (the
+//! engine's default) leaves a stalled peer a quarter of it, and still takes 64 calls of
+//! 1 MiB queued at once on one link.
+//!
+//! `cluster.open(port, maxclient)` keeps at most `maxclient - 1` clients per listener,
+//! default `maxclient` 1024, exactly as stock: its gate counts a new client before
+//! comparing (`client_number >= maxclient` shuts it). A connection beyond it is closed at
+//! once. The node-wide `cluster_max_links` applies on top.
+//!
+//! # Link events
+//!
+//! [`LinkHook`] is set on the engine: every link going up or down (outbound: a node of the
+//! cluster config; inbound: a peer connected to one of our listeners) is queued for each
+//! subscribed service and delivered with `skynet_send`, from the I/O thread, without
+//! blocking it (one short lock; the subscriber's queue keeps at most
+//! [`LINK_EVENTS_KEPT`] events, more are counted as lost). A subscriber long-polls, as
+//! skynet's own `sharedata` / `datacenter.wait` do: [`Cmd::LinkEvents`] `"start"`
+//! subscribes the caller (its first events are an `up` for each link open at that moment),
+//! `"poll"` is answered with the events queued since the last poll, at once or when the
+//! next one comes (one `PTYPE_RESPONSE`: an array of event tables and the number lost),
+//! `"stop"` ends it (a waiting poll is answered with no values). `cluster.linkevent(f)`
+//! in `lualib/skynet/cluster.lua` runs that loop and calls `f(event)`.
+//!
+//! Inbound calls whose link closed before their target answered are dropped from the
+//! table of calls in service at the end of that round of events (a target that never
+//! answers, e.g. skynet's logger, would otherwise keep them forever); the answer, if it
+//! ever comes, is freed.
 
 mod api;
 mod direct;
+mod settings;
 
 use crate::engine::{
-    minipack, Address, CallError, CallOpts, Config, Handle, Inbound, Node, NodeAddr, Reply, Responder, Service,
+    minipack, Address, CallError, CallOpts, Config, Handle, Health, Inbound, LinkDir, LinkEvent, LinkHook, Node,
+    NodeAddr, Reply, Responder, Service,
 };
 use crate::seri::{self, Value};
 use api::*;
 
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -128,6 +194,13 @@ pub enum Cmd {
     Texts = 7,
     /// `stats()`: `calls, pushes` served (inbound) and made (outbound).
     Stats = 8,
+    /// `linkevents("start" | "poll" | "stop")`: link events for the calling service (see
+    /// "Link events"). A `"poll"` may be answered later, when an event comes.
+    LinkEvents = 9,
+    /// `health()`: a table of the engine's [`Health`] counters and limits, plus
+    /// `inflight` (inbound calls waiting for their target), `abandoned` (inbound calls
+    /// dropped because their link closed first) and `link_subscribers`.
+    Health = 10,
 }
 
 #[derive(Clone, Copy)]
@@ -153,7 +226,13 @@ struct Core {
     api: Api,
     ctx: Ctx,
     /// Inbound calls waiting for their target's answer, by our skynet session.
-    inflight: Mutex<HashMap<i32, Responder>>,
+    inflight: Mutex<HashMap<i32, InCall>>,
+    /// Inbound links closed since the last purge of `inflight` (see "Link events").
+    closed_links: Mutex<Vec<u64>>,
+    /// Inbound calls dropped because their link closed before the target answered.
+    abandoned: AtomicU64,
+    /// Link events for subscribed services.
+    links: Mutex<LinkWatch>,
     next_session: AtomicU32,
     texts: RwLock<Texts>,
     wake_fd: c_int,
@@ -388,6 +467,7 @@ impl Core {
     /// dispatch), or wake skynet's workers for it.
     fn after_events(&self) {
         ON_IO_THREAD.with(|c| c.set(true));
+        self.purge_closed();
         if !self.delivered.swap(false, Ordering::Relaxed) {
             return;
         }
@@ -739,6 +819,149 @@ impl Core {
     }
 }
 
+impl Core {
+    /// The engine's link hook (I/O thread, or the thread of a reload): queue the event for
+    /// every subscriber and answer the polls that wait. Never blocks: one short lock, and
+    /// `skynet_send`s after it.
+    fn on_link_event(&self, ev: &LinkEvent) {
+        if ev.dir == LinkDir::Inbound && ev.down.is_some() {
+            self.closed_links.lock().push(ev.link);
+        }
+        let answers: Vec<(u32, c_int, Vec<u8>)> = {
+            let mut w = self.links.lock();
+            if ev.is_up() {
+                w.up.insert(ev.link, ev.clone());
+            } else {
+                w.up.remove(&ev.link);
+            }
+            w.subs
+                .iter_mut()
+                .filter_map(|(&h, sub)| {
+                    sub.push(ev);
+                    let session = sub.waiting.take()?;
+                    Some((h, session, sub.take()))
+                })
+                .collect()
+        };
+        self.answer_polls(answers);
+    }
+
+    /// Sends poll answers; a subscriber that no longer exists is forgotten.
+    fn answer_polls(&self, answers: Vec<(u32, c_int, Vec<u8>)>) {
+        if answers.is_empty() {
+            return;
+        }
+        let gone: Vec<u32> = answers
+            .into_iter()
+            .filter(|(h, session, m)| self.send(*h, PTYPE_RESPONSE, *session, m) < 0)
+            .map(|a| a.0)
+            .collect();
+        if !gone.is_empty() {
+            let mut w = self.links.lock();
+            for h in gone {
+                w.subs.remove(&h);
+            }
+        }
+        self.wake();
+    }
+
+    /// [`Cmd::LinkEvents`] from `source`; `session` is its call's (0: a send, ignored).
+    fn link_events_cmd(&self, source: u32, session: c_int, what: &[u8]) -> Result<(), String> {
+        if session == 0 {
+            return Ok(());
+        }
+        // (destination, session, message); an empty message: no values (no more events).
+        let mut answers: Vec<(u32, c_int, Vec<u8>)> = Vec::new();
+        {
+            let mut w = self.links.lock();
+            match what {
+                b"start" => {
+                    let queue: VecDeque<LinkEvent> = w.up.values().cloned().collect();
+                    let old = w.subs.insert(source, Subscriber { waiting: None, queue, lost: 0 });
+                    if let Some(prev) = old.and_then(|o| o.waiting) {
+                        answers.push((source, prev, Vec::new()));
+                    }
+                    answers.push((source, session, Vec::new()));
+                }
+                b"stop" => {
+                    if let Some(prev) = w.subs.remove(&source).and_then(|o| o.waiting) {
+                        answers.push((source, prev, Vec::new()));
+                    }
+                    answers.push((source, session, Vec::new()));
+                }
+                b"poll" => match w.subs.get_mut(&source) {
+                    None => answers.push((source, session, Vec::new())),
+                    Some(sub) => {
+                        if let Some(prev) = sub.waiting.take() {
+                            answers.push((source, prev, Vec::new()));
+                        }
+                        if sub.queue.is_empty() && sub.lost == 0 {
+                            sub.waiting = Some(session);
+                        } else {
+                            answers.push((source, session, sub.take()));
+                        }
+                    }
+                },
+                other => {
+                    return Err(format!(
+                        "skcluster: linkevents: unknown request {:?} (start, poll or stop)",
+                        String::from_utf8_lossy(other)
+                    ))
+                }
+            }
+        }
+        for (h, session, m) in answers {
+            self.send(h, PTYPE_RESPONSE, session, &m);
+        }
+        Ok(())
+    }
+
+    /// Drops the inbound calls whose link has closed (their targets have not answered):
+    /// once per round of events that closed links. The responders go with no answer to
+    /// send (their links are gone).
+    fn purge_closed(&self) {
+        let closed: HashSet<u64> = {
+            let mut c = self.closed_links.lock();
+            if c.is_empty() {
+                return;
+            }
+            c.drain(..).collect()
+        };
+        let dropped: Vec<InCall> = {
+            let mut m = self.inflight.lock();
+            let gone: Vec<i32> = m.iter().filter(|(_, c)| closed.contains(&c.link)).map(|(&s, _)| s).collect();
+            gone.iter().filter_map(|s| m.remove(s)).collect()
+        };
+        self.abandoned.fetch_add(dropped.len() as u64, Ordering::Relaxed);
+    }
+
+    /// [`Cmd::Health`]'s table.
+    fn health_value(&self, h: &Health) -> Value {
+        let n = |x: usize| Value::Integer(x as i64);
+        let c = |x: u64| Value::Integer(x as i64);
+        let fields = [
+            ("links", n(h.links)),
+            ("max_links", n(h.max_links)),
+            ("reassembly_bytes", n(h.reassembly_bytes)),
+            ("max_reassembly_bytes", n(h.max_reassembly_bytes)),
+            ("send_bytes", n(h.send_bytes)),
+            ("max_send_bytes", n(h.max_send_bytes)),
+            ("late_answers", c(h.late_answers)),
+            ("refused_links", c(h.refused_links)),
+            ("over_budget", c(h.over_budget)),
+            ("heartbeat_timeouts", c(h.heartbeat_timeouts)),
+            ("expired", c(h.expired)),
+            ("protocol_errors", c(h.protocol_errors)),
+            ("accept_stalls", c(h.accept_stalls)),
+            ("inflight", n(self.inflight.lock().len())),
+            ("abandoned", c(self.abandoned.load(Ordering::Relaxed))),
+            ("link_subscribers", n(self.links.lock().subs.len())),
+        ];
+        let kv = fields.into_iter().map(|(k, v)| (Value::String(k.as_bytes().to_vec()), v)).collect();
+        Value::Table(seri::Table::from_pairs(kv))
+    }
+}
+
 fn describe(e: &CallError) -> String {
     match e {
         CallError::Remote(m) => String::from_utf8_lossy(m).into_owned(),
@@ -758,14 +981,14 @@ impl Service for Inbox {
             return responder.error(&t);
         };
         let s = core.session();
-        core.inflight.lock().insert(s, responder);
+        core.inflight.lock().insert(s, InCall { link: req.link, responder });
         if let Some(tag) = req.trace {
             core.send(target, PTYPE_TRACE, 0, tag);
         }
         if core.send(target, PTYPE_LUA, s, req.payload) < 0 {
-            if let Some(r) = core.inflight.lock().remove(&s) {
+            if let Some(c) = core.inflight.lock().remove(&s) {
                 let t = core.texts.read().invalid_address.clone();
-                r.error(&t);
+                c.responder.error(&t);
             }
         }
         core.wake();
@@ -827,6 +1050,72 @@ struct Waiting {
     addr: OwnedAddr,
     payload: Vec<u8>,
     trace: Option<Vec<u8>>,
+}
+
+/// An inbound call in service: its answer goes through `responder`; `link` is the
+/// accepted link it came on (dropped when that link closes, see "Link events").
+struct InCall {
+    link: u64,
+    responder: Responder,
+}
+
+/// Events kept for a subscriber that has not polled yet; more are counted as lost.
+const LINK_EVENTS_KEPT: usize = 8192;
+
+/// Link events for subscribed services (`cluster.linkevent`): see "Link events".
+#[derive(Default)]
+struct LinkWatch {
+    /// Links up now, by link id: a new subscriber's first events.
+    up: BTreeMap<u64, LinkEvent>,
+    /// By the subscriber's handle.
+    subs: HashMap<u32, Subscriber>,
+}
+
+#[derive(Default)]
+struct Subscriber {
+    /// The session of the subscriber's poll waiting for events.
+    waiting: Option<c_int>,
+    queue: VecDeque<LinkEvent>,
+    /// Events not kept since the last poll (the queue was full).
+    lost: u64,
+}
+
+impl Subscriber {
+    fn push(&mut self, ev: &LinkEvent) {
+        if self.queue.len() < LINK_EVENTS_KEPT {
+            self.queue.push_back(ev.clone());
+        } else {
+            self.lost += 1;
+        }
+    }
+
+    /// The answer to a poll: the queued events (an array of tables) and the number lost.
+    fn take(&mut self) -> Vec<u8> {
+        let events: Vec<Value> = self.queue.drain(..).map(|e| event_value(&e)).collect();
+        let lost = std::mem::take(&mut self.lost);
+        seri::encode(&[Value::Table(seri::Table::from_array(events)), Value::Integer(lost as i64)]).unwrap_or_default()
+    }
+}
+
+/// One event as cluster.linkevent hands it to Lua: `{ node =, up =, reason =, dir =,
+/// peer =, link = }` (`node` only for outbound links, `reason` only for a down).
+fn event_value(ev: &LinkEvent) -> Value {
+    let s = |x: &str| Value::String(x.as_bytes().to_vec());
+    let mut kv = vec![
+        (s("up"), Value::Boolean(ev.is_up())),
+        (s("dir"), s(if ev.dir == LinkDir::Outbound { "outbound" } else { "inbound" })),
+        (s("link"), Value::Integer(ev.link as i64)),
+    ];
+    if ev.dir == LinkDir::Outbound {
+        kv.push((s("node"), s(&ev.node)));
+    }
+    if let Some(p) = ev.peer {
+        kv.push((s("peer"), s(&p.to_string())));
+    }
+    if let Some(r) = &ev.down {
+        kv.push((s("reason"), s(&r.to_string())));
+    }
+    Value::Table(seri::Table::from_pairs(kv))
 }
 
 /// State touched only from the service's skynet callback (skynet runs it one message at
@@ -984,6 +1273,9 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             api,
             ctx: Ctx(ctx),
             inflight: Mutex::new(HashMap::new()),
+            closed_links: Mutex::new(Vec::new()),
+            abandoned: AtomicU64::new(0),
+            links: Mutex::new(LinkWatch::default()),
             next_session: AtomicU32::new(1),
             texts: RwLock::new(Texts {
                 call_failed: b"call failed".to_vec(),
@@ -1005,14 +1297,28 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
             inst_gate: Gate::new(&INST_DEPTH),
             direct: Mutex::new(DirectBatch::default()),
         });
-        // Stock bounds neither its send queues nor message sizes; a skynet node that
-        // pipelines many large calls (256 x 1 MiB in `make ab`) must not be refused
-        // where stock would not be. 1 GiB per link still stops a runaway.
-        // With inline dispatch, user messages run on the I/O thread: a standby thread
-        // keeps the links served while one of them runs long.
+        // Limits and timers from the skynet config (see "Configuration"); the engine's
+        // defaults otherwise. With inline dispatch, user messages run on the I/O thread: a
+        // standby thread keeps the links served while one of them runs long.
         let standby_after = core.inline.as_ref().map(|_| STANDBY_AFTER);
-        let cfg = Config { max_send_queue: 1 << 30, standby_after, ..Config::default() };
-        let node = match Node::new(cfg) {
+        let settings =
+            match settings::read(Config { standby_after, ..Config::default() }, |k| config_value(&core.api, ctx, k)) {
+                Ok(s) => s,
+                Err(errors) => {
+                    for e in &errors {
+                        core.log(e);
+                    }
+                    core.log("skcluster: not started: fix the cluster_* keys above in the skynet config");
+                    return 1;
+                }
+            };
+        if let Some(g) = &settings.given {
+            core.log(g);
+        }
+        for w in &settings.warnings {
+            core.log(w);
+        }
+        let node = match Node::new(settings.cfg) {
             Ok(n) => n,
             Err(e) => {
                 core.log(&format!("skcluster: cannot start the engine: {e}"));
@@ -1034,6 +1340,14 @@ pub unsafe extern "C" fn skcluster_init(inst: *mut c_void, ctx: *mut c_void, par
         }
         core.self_handle.store(me, Ordering::Relaxed);
         node.set_service(Arc::new(Inbox(core.clone())));
+        // Weak: the engine holds the hook, and the core holds the engine's handle.
+        let weak = Arc::downgrade(&core);
+        let hook: LinkHook = Arc::new(move |ev: &LinkEvent| {
+            if let Some(core) = weak.upgrade() {
+                core.on_link_event(ev);
+            }
+        });
+        node.handle().set_link_hook(Some(hook));
         *core.handle.write() = Some(node.handle());
         inst.node = Some(node);
         inst.wake_fd = wake_fd;
@@ -1073,7 +1387,9 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
         if let Some(core) = inst.core.as_ref() {
             // No new calls from callers' workers; breaks the core -> engine -> core cycle.
             direct::clear_current(core);
-            *core.handle.write() = None;
+            if let Some(h) = core.handle.write().take() {
+                h.set_link_hook(None);
+            }
         }
         drop(inst.node.take()); // joins the I/O thread (unless this is the I/O thread)
         if let Some(core) = inst.core.take() {
@@ -1083,11 +1399,17 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
                     unsafe { close(core.ctx.0, inst.wake_id) };
                 }
             }
+            // Link-event polls still waiting end with an error (the Lua loop stops).
+            let polls: Vec<(u32, c_int)> =
+                core.links.lock().subs.drain().filter_map(|(h, sub)| sub.waiting.map(|s| (h, s))).collect();
+            for (h, session) in polls {
+                core.send(h, PTYPE_ERROR, session, &[]);
+            }
             // From here on the context is gone: callers' workers still in the direct path
             // and an I/O thread still running (we were released from its inline dispatch)
             // stop using it.
             core.ctx_gate.close();
-            let pending: Vec<Responder> = core.inflight.lock().drain().map(|(_, r)| r).collect();
+            let pending: Vec<InCall> = core.inflight.lock().drain().map(|(_, c)| c).collect();
             drop(pending);
         }
         if inst.wake_fd >= 0 {
@@ -1097,19 +1419,29 @@ pub unsafe extern "C" fn skcluster_release(inst: *mut c_void) {
     })
 }
 
+/// A key of the skynet config file: `skynet_getenv`, else `skynet_command(ctx, "GETENV")`.
+fn config_value(api: &Api, ctx: *mut c_void, key: &str) -> Option<String> {
+    let key = CString::new(key).ok()?;
+    let v = match api.getenv {
+        // SAFETY: NUL-terminated key; skynet_getenv returns NULL or a NUL-terminated string
+        // owned by skynet's environment (copied at once below).
+        Some(getenv) => unsafe { getenv(key.as_ptr()) },
+        // SAFETY: ctx is live; GETENV answers as skynet_getenv does.
+        None => unsafe { (api.command)(ctx, c"GETENV".as_ptr(), key.as_ptr()) },
+    };
+    if v.is_null() {
+        return None;
+    }
+    // SAFETY: see above: a NUL-terminated string, valid while we copy it.
+    Some(unsafe { std::ffi::CStr::from_ptr(v) }.to_string_lossy().into_owned())
+}
+
 /// The inline dispatch of this host, unless the host lacks it or the skynet config says
 /// `skcluster_inline = false`.
 fn inline_dispatch(api: &Api, ctx: *mut c_void) -> Option<Inline> {
     let d = api.dispatch?;
-    // SAFETY: ctx is live; GETENV returns NULL or a NUL-terminated string owned by skynet's
-    // environment (copied at once).
-    let v = unsafe { (api.command)(ctx, c"GETENV".as_ptr(), c"skcluster_inline".as_ptr()) };
-    if !v.is_null() {
-        // SAFETY: see above.
-        let v = unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes();
-        if v == b"false" || v == b"0" {
-            return None;
-        }
+    if matches!(config_value(api, ctx, "skcluster_inline").as_deref(), Some("false" | "0")) {
+        return None;
     }
     // SAFETY: exported by skynet; returns a zeroed monitor we own (freed in Inline::drop).
     let monitor = unsafe { (d.monitor_new)() };
@@ -1158,7 +1490,7 @@ impl Inst {
         match ty {
             PTYPE_RESPONSE => {
                 let r = core.inflight.lock().remove(&session);
-                if let Some(responder) = r {
+                if let Some(InCall { responder, .. }) = r {
                     self.defer(Item::Answer { responder, msg: self.keep(msg, data.len()) });
                     return 1;
                 }
@@ -1170,9 +1502,9 @@ impl Inst {
             PTYPE_ERROR => {
                 if session != 0 {
                     let r = core.inflight.lock().remove(&session);
-                    if let Some(r) = r {
+                    if let Some(c) = r {
                         let t = core.texts.read().call_failed.clone();
-                        r.error(&t);
+                        c.responder.error(&t);
                     }
                 }
             }
@@ -1320,6 +1652,17 @@ impl Inst {
                 return 0;
             }
         };
+        if values.first().and_then(|c| c.as_integer()) == Some(Cmd::LinkEvents as i64) {
+            // Answered here, maybe later (a poll waits for the next event).
+            let what = values.get(1).and_then(|v| v.as_bytes()).unwrap_or(b"poll");
+            if let Err(e) = core.link_events_cmd(source, session, what) {
+                core.log(&e);
+                if session != 0 {
+                    core.send(source, PTYPE_ERROR, session, &[]);
+                }
+            }
+            return 0;
+        }
         match self.control(source, &values) {
             Ok(ret) => {
                 if session != 0 {
@@ -1402,7 +1745,9 @@ impl Inst {
                         let NodeAddr::At(a) = handle.node_addr(host) else {
                             return Err(format!("{host} is down"));
                         };
-                        handle.listen(&a).map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
+                        handle
+                            .listen_with(&a, listener_bound(&arg(3))?)
+                            .map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
                         core.log(&format!("cluster listen {a} ({host})"));
                         if core.texts.read().open_answers_address {
                             // skynet 1.x's clusterd: the node's host and port, as numbers go.
@@ -1415,7 +1760,9 @@ impl Inst {
                     p => {
                         let port = p.as_integer().ok_or("skcluster: listen: port must be an integer")?;
                         let a = format!("{host}:{port}");
-                        let got = handle.listen(&a).map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
+                        let got = handle
+                            .listen_with(&a, listener_bound(&arg(3))?)
+                            .map_err(|e| format!("skcluster: listen on {a} failed: {e}"))?;
                         core.log(&format!("cluster listen {got}"));
                         Ok(Some(vec![
                             Value::String(got.ip().to_string().into_bytes()),
@@ -1486,9 +1833,28 @@ impl Inst {
                 Value::Integer(core.made_calls.load(Ordering::Relaxed) as i64),
                 Value::Integer(core.made_pushes.load(Ordering::Relaxed) as i64),
             ])),
+            c if c == Cmd::Health as i64 => Ok(Some(vec![core.health_value(&handle.health())])),
             other => Err(format!("skcluster: unknown command {other}")),
         }
     }
+}
+
+/// What `cluster.open(..., maxclient)` bounds a listener to. Stock's gate
+/// (`lualib/snax/gateserver.lua`) counts a new client first and shuts it when
+/// `client_number >= maxclient` (`maxclient` defaults to 1024): it keeps at most
+/// `ceil(maxclient) - 1` clients. `None`: no bound of its own (NaN or infinity, which
+/// stock's comparison never reaches).
+fn listener_bound(maxclient: &Value) -> Result<Option<usize>, String> {
+    let m = match maxclient {
+        Value::Nil => 1024.0,
+        Value::Integer(n) => *n as f64,
+        Value::Real(f) => *f,
+        other => return Err(format!("skcluster: listen: maxclient must be a number, got {}", other.type_name())),
+    };
+    if m.is_nan() || m == f64::INFINITY {
+        return Ok(None);
+    }
+    Ok(Some((m.ceil() - 1.0).max(0.0).min(usize::MAX as f64) as usize))
 }
 
 fn show_value(v: &Value) -> String {
@@ -1590,6 +1956,19 @@ mod tests {
         assert_eq!(p.until, Some(t - Duration::from_secs(1) + INLINE_PAUSE_MAX));
         // a slow message long after the last one starts over
         assert_eq!(p.start(t + INLINE_PAUSE_MEMORY), INLINE_PAUSE_MIN);
+    }
+
+    /// `cluster.open(port, maxclient)`: stock's gate keeps `ceil(maxclient) - 1` clients.
+    #[test]
+    fn maxclient_as_stocks_gate_counts_it() {
+        assert_eq!(listener_bound(&Value::Nil), Ok(Some(1023)));
+        assert_eq!(listener_bound(&Value::Integer(3)), Ok(Some(2)));
+        assert_eq!(listener_bound(&Value::Integer(1)), Ok(Some(0)));
+        assert_eq!(listener_bound(&Value::Integer(-5)), Ok(Some(0)));
+        assert_eq!(listener_bound(&Value::Real(2.5)), Ok(Some(2)));
+        assert_eq!(listener_bound(&Value::Real(f64::NAN)), Ok(None));
+        assert_eq!(listener_bound(&Value::Real(f64::INFINITY)), Ok(None));
+        assert!(listener_bound(&Value::String(b"9".to_vec())).unwrap_err().contains("maxclient must be a number"));
     }
 
     /// A message reported while it ran (`Core::stalled` starts the pause then) keeps that
