@@ -51,6 +51,10 @@ const MAX_IOV: usize = 256;
 /// this much queued is the one refused (calls, pushes) or paused (reading requests): a link
 /// whose peer reads its answers keeps working while the ones that do not are held back.
 pub(crate) const FAIR_SHARE: usize = 1 << 20;
+/// A link's queue is charged to the node's send budget in whole granules (rounded down), so
+/// that small messages, which come and go within a granule, cost no shared atomic update.
+/// What escapes the count is below one granule per link (64 MiB at the default 16384 links).
+const BUDGET_GRANULE: usize = 4 << 10;
 
 /// The answer to a call, handed to a callback: borrowed from the engine's read buffer for
 /// a single-frame answer, owned for a reassembled multi-part one. Copy it (or call
@@ -194,6 +198,8 @@ pub(crate) struct ConnState {
     sent: usize,
     /// Bytes not yet written: in `out`, and held by a flusher that is writing right now.
     queued: usize,
+    /// The part of `queued` charged to the node's send budget (whole granules).
+    charged: usize,
     /// Emptied chunks kept for reuse (small ones only).
     spare: Vec<Vec<u8>>,
     flushing: bool,
@@ -216,6 +222,18 @@ impl ConnState {
     #[inline]
     pub fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// Brings the node's send budget in line with `queued` (see `BUDGET_GRANULE`).
+    #[inline]
+    fn charge(&mut self, io: &IoShared) {
+        let want = self.queued & !(BUDGET_GRANULE - 1);
+        if want > self.charged {
+            io.send.take(want - self.charged);
+        } else if want < self.charged {
+            io.send.give(self.charged - want);
+        }
+        self.charged = want;
     }
 
     /// Appends one message of at most `need` bytes through `f`, which encodes into the
@@ -256,7 +274,7 @@ impl ConnState {
             }
         } else {
             self.queued += added;
-            io.send.take(added);
+            self.charge(io);
         }
         r
     }
@@ -290,7 +308,7 @@ impl ConnState {
             at += n;
         }
         self.queued += hdrs.len() + payload.len();
-        io.send.take(hdrs.len() + payload.len());
+        self.charge(io);
         Ok(())
     }
 
@@ -482,6 +500,7 @@ impl Conn {
                 out: VecDeque::new(),
                 sent: 0,
                 queued: 0,
+                charged: 0,
                 spare: Vec::new(),
                 flushing: false,
                 writable_hint: false,
@@ -573,9 +592,8 @@ impl Conn {
             LinkStats::add(&self.stats.bytes_out, written as u64);
             st = self.st.lock();
             // close() may have zeroed the count meanwhile (and given its bytes back).
-            let dec = written.min(st.queued);
-            st.queued -= dec;
-            self.io.send.give(dec);
+            st.queued -= written.min(st.queued);
+            st.charge(&self.io);
             for c in done {
                 match c {
                     Chunk::Buf(v) => st.recycle(v, &self.io.pool),
@@ -683,8 +701,8 @@ impl Conn {
             st.out = VecDeque::new();
             st.spare = Vec::new();
             st.sent = 0;
-            self.io.send.give(st.queued);
             st.queued = 0;
+            st.charge(&self.io);
             std::mem::take(&mut st.pending)
         };
         let _ = self.stream.shutdown(Shutdown::Both);
