@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -211,6 +211,9 @@ pub(crate) struct ConnState {
     pub ever_connected: bool,
     pub closed: Option<String>,
     pub closed_at: Option<Instant>,
+    /// Closed because the heartbeat found the peer unresponsive: the next connect attempt
+    /// waits its backoff, as after a failed connect.
+    pub heartbeat_dead: bool,
     /// Next session to use (outbound links).
     pub session: u32,
     pub pending: HashMap<u32, Pending>,
@@ -346,6 +349,9 @@ pub(crate) struct Conn {
     pub connect_deadline: Option<Instant>,
     /// Inbound: requests handed to the host and not answered yet.
     pub inflight: AtomicUsize,
+    /// Outbound: an answer arrived on this link (the peer is really there, not only its
+    /// kernel accepting connections): the connect backoff starts over.
+    pub answered: AtomicBool,
     pub st: Mutex<ConnState>,
 }
 
@@ -496,6 +502,7 @@ impl Conn {
             max_multi_pending: cfg.max_multi_pending,
             connect_deadline: None,
             inflight: AtomicUsize::new(0),
+            answered: AtomicBool::new(false),
             st: Mutex::new(ConnState {
                 out: VecDeque::new(),
                 sent: 0,
@@ -509,6 +516,7 @@ impl Conn {
                 ever_connected: inbound,
                 closed: None,
                 closed_at: None,
+                heartbeat_dead: false,
                 session,
                 pending: HashMap::new(),
                 paused: false,
@@ -689,6 +697,7 @@ impl Conn {
     /// The descriptor itself is closed when the last `Arc` drops: the I/O thread and the
     /// node map let go of it at once, and responders hold only a `Weak`.
     pub fn close(&self, reason: &DownReason) -> bool {
+        let reason_kind = reason;
         let reason = reason.to_string();
         let pending = {
             let mut st = self.st.lock();
@@ -697,6 +706,7 @@ impl Conn {
             }
             st.closed = Some(reason.clone());
             st.closed_at = Some(Instant::now());
+            st.heartbeat_dead = matches!(reason_kind, DownReason::Heartbeat(_));
             st.connected = false;
             st.out = VecDeque::new();
             st.spare = Vec::new();

@@ -1158,6 +1158,9 @@ fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, DownReason> {
 fn complete(conn: &Conn, session: u32, r: Result<super::Reply<'_>, super::CallError>) {
     let p = conn.st.lock().pending.remove(&session);
     let Some(p) = p else { return }; // timed out meanwhile: dropped
+    if !conn.answered.load(Ordering::Relaxed) {
+        conn.answered.store(true, Ordering::Relaxed);
+    }
     conn.stats.record_latency(p.start.elapsed().as_micros() as u64);
     if r.is_err() {
         LinkStats::add(&conn.stats.errors, 1);

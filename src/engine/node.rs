@@ -85,13 +85,17 @@ impl Inner {
 }
 
 /// Drops the closed link of `ps`: sessions continue from where it stopped; a link that never
-/// connected counts as a failed attempt for the backoff, one that was up may reconnect at once.
+/// connected, or that the heartbeat found dead, counts as a failed attempt for the backoff
+/// (so a frozen peer whose kernel still accepts connections is retried ever less often);
+/// one that was up may reconnect at once, and one that was answered starts the backoff over.
 fn forget_closed(inner: &Inner, ps: &mut PeerState) {
     let Some(c) = ps.conn.take() else { return };
     let st = c.st.lock();
     ps.next_session = st.session;
-    if st.ever_connected {
-        ps.failures = 0;
+    if st.ever_connected && !st.heartbeat_dead {
+        if c.answered.load(Ordering::Relaxed) {
+            ps.failures = 0;
+        }
     } else {
         ps.failures += 1;
         let wait = backoff(&inner.cfg, ps.failures);
@@ -543,7 +547,7 @@ impl Handle {
                             let ok = st.connected;
                             drop(st);
                             let c = c.clone();
-                            if ok {
+                            if ok && c.answered.load(Ordering::Relaxed) {
                                 ps.failures = 0;
                             }
                             return Ok(c);
