@@ -6,6 +6,8 @@
 #   make skynet-semantics SKYNET_ROOT=..  the public API under stock and native, diffed
 #   make skynet-examples SKYNET_ROOT=..   skynet's examples/cluster1+cluster2, all four mixes
 #   make skynet-faults SKYNET_ROOT=..     skcluster killed under busy callers: no hang, no crash
+#   make skynet-lifecycle SKYNET_ROOT=..  heartbeat on against a stock node (idle link kept, a
+#                                         frozen node found dead), link events, maxclient, bad keys
 #
 # The project never fetches or builds skynet: SKYNET_ROOT is your own built tree.
 
@@ -13,7 +15,7 @@ SKYNET_DOUBLE := $(BUILD)/skynet_double
 AB_DIR := $(BUILD)/ab
 AB_VENV := $(BUILD)/ab-venv
 
-.PHONY: test-skynet test-skynet-leak ab ab-venv skynet-semantics skynet-examples skynet-faults
+.PHONY: test-skynet test-skynet-leak ab ab-venv skynet-semantics skynet-examples skynet-faults skynet-lifecycle
 
 TESTS += test-skynet test-skynet-leak
 
@@ -38,6 +40,9 @@ skynet-examples: build
 
 skynet-faults: build
 	SKYNET_ROOT=$(SKYNET_ROOT) ab/faults.sh $(LIB_SO) $(BUILD)
+
+skynet-lifecycle: build
+	SKYNET_ROOT=$(SKYNET_ROOT) ab/lifecycle.sh $(LIB_SO) $(BUILD)
 
 # matplotlib for the chart, in a venv under the build dir (gnuplot is used instead when
 # the venv cannot be made and gnuplot is installed; with neither, no chart).

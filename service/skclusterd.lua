@@ -43,7 +43,7 @@ end
 skynet.start(function()
 	skcluster = skynet.launch("skcluster", "")
 	if not skcluster then
-		error "cannot launch the C service skcluster: put libskynet_cluster.so on cpath as skcluster.so (see README, Native engine inside skynet)"
+		error "cannot launch the C service skcluster: see its log lines above (a bad cluster_* key in the skynet config), or put libskynet_cluster.so on cpath as skcluster.so (README, Native engine inside skynet)"
 	end
 	-- What a stock caller sees when its target raised: skynet.lua's own "call failed".
 	local _, call_failed = pcall(skynet.call, skcluster, "lua", CMD_PROBE)

@@ -26,6 +26,7 @@ local skcluster	-- handle of the C service
 local skclusterd	-- the Lua launcher (uniqueservice)
 
 local CMD_RELOAD, CMD_LISTEN, CMD_REGISTER, CMD_UNREGISTER, CMD_NODESTATE = 1, 2, 3, 4, 5
+local CMD_LINKEVENTS, CMD_HEALTH = 9, 10
 
 -- Stock keeps, per calling service, the clustersender of each node it has reached once;
 -- a service that asks for a node with no address (absent with __nowaiting, or marked
@@ -150,6 +151,68 @@ end
 -- Not in stock's API: the handle of the C service (for tools and tests).
 function cluster.native_handle()
 	return skcluster
+end
+
+-- Not in stock's API: link events. cluster.linkevent(f) calls f(event) in this service
+-- for every cluster link that goes up or down, starting with an "up" for each link open
+-- now; cluster.linkevent(nil) stops; a second call replaces f (and starts again with the
+-- links open then). event = {
+--   up = true | false,
+--   dir = "outbound" (a link to a node of the cluster config) | "inbound" (a peer
+--         connected to one of this node's listeners),
+--   node = the node's name (outbound only),
+--   peer = "ip:port" of the other end,
+--   reason = why it went down (down only: "peer closed the connection",
+--            "heartbeat: no answer to a probe within 5s", "connect to ... failed: ...",
+--            "node address changed", ...),
+--   link = a number naming the link (its up and down carry the same one),
+-- }
+-- A failed connection attempt is a down without an up before it. f runs in a coroutine
+-- of its own (it may call and wait); an error in it is logged and the next event still
+-- comes. Events are long-polled from skcluster (one call answered when events come, as
+-- sharedata's monitor does): the service gets them as messages, nothing blocks skcluster.
+local linkevent_f, linkevent_gen = nil, 0
+
+local function linkevent_loop(gen)
+	while gen == linkevent_gen do
+		local ok, events, lost = pcall(skynet.call, skcluster, "lua", CMD_LINKEVENTS, "poll")
+		if not ok or events == nil then
+			return
+		end
+		if lost > 0 then
+			skynet.error(string.format("cluster.linkevent: %d link events lost (this service did not keep up)", lost))
+		end
+		for i = 1, #events do
+			if gen ~= linkevent_gen then
+				return
+			end
+			local ok, err = xpcall(linkevent_f, debug.traceback, events[i])
+			if not ok then
+				skynet.error("cluster.linkevent: " .. tostring(err))
+			end
+		end
+	end
+end
+
+function cluster.linkevent(f)
+	assert(f == nil or type(f) == "function", "cluster.linkevent(f): f must be a function or nil")
+	linkevent_gen = linkevent_gen + 1
+	linkevent_f = f
+	if f then
+		skynet.call(skcluster, "lua", CMD_LINKEVENTS, "start")
+		skynet.fork(linkevent_loop, linkevent_gen)
+	else
+		skynet.call(skcluster, "lua", CMD_LINKEVENTS, "stop")
+	end
+end
+
+-- Not in stock's API: the node's cluster health, a table of counters and limits: links,
+-- max_links, reassembly_bytes, max_reassembly_bytes, send_bytes, max_send_bytes,
+-- late_answers, refused_links, over_budget, heartbeat_timeouts, expired,
+-- protocol_errors, accept_stalls (the engine's), inflight (inbound calls waiting for
+-- their target), abandoned (inbound calls whose link closed first), link_subscribers.
+function cluster.health()
+	return skynet.call(skcluster, "lua", CMD_HEALTH)
 end
 
 -- skcluster.direct lives in the C service's own file (found on skynet's cpath, as skynet
