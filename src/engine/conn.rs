@@ -165,6 +165,9 @@ impl Chunk {
 pub(crate) enum Waiter {
     Slot(Arc<Slot>),
     Callback(Callback),
+    /// A heartbeat probe: its answer (any) only proves the peer alive; not a call, so not
+    /// in the link's stats.
+    Probe,
 }
 
 /// A call waiting for its answer.
@@ -181,6 +184,7 @@ impl Pending {
     pub fn complete(self, r: Result<Reply<'_>, CallError>) {
         match self.waiter {
             Waiter::Slot(s) => s.set(r.map(Reply::into_vec)),
+            Waiter::Probe => {}
             Waiter::Callback(cb) => {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r))).is_err() {
                     super::log::warn("a call_with callback panicked");
@@ -717,8 +721,9 @@ impl Conn {
         };
         let _ = self.stream.shutdown(Shutdown::Both);
         LinkStats::add(&self.stats.drops, 1);
-        if !pending.is_empty() {
-            LinkStats::add(&self.stats.errors, pending.len() as u64);
+        let calls = pending.values().filter(|p| !matches!(p.waiter, Waiter::Probe)).count();
+        if calls > 0 {
+            LinkStats::add(&self.stats.errors, calls as u64);
         }
         for (_, p) in pending {
             p.complete(Err(CallError::LinkDown(reason.to_string())));

@@ -1161,6 +1161,9 @@ fn complete(conn: &Conn, session: u32, r: Result<super::Reply<'_>, super::CallEr
     if !conn.answered.load(Ordering::Relaxed) {
         conn.answered.store(true, Ordering::Relaxed);
     }
+    if matches!(p.waiter, super::conn::Waiter::Probe) {
+        return;
+    }
     conn.stats.record_latency(p.start.elapsed().as_micros() as u64);
     if r.is_err() {
         LinkStats::add(&conn.stats.errors, 1);

@@ -985,7 +985,7 @@ pub(crate) fn send_probe(conn: &Arc<Conn>) -> Option<u32> {
         st.append(&conn.io, p.len() + 16, |b| wire::encode_request(b, Address::Id(0), session, &p, RequestKind::Call))
             .map_err(|e| CallError::Invalid(e.to_string()))?;
         st.session = wire::next_session(session);
-        let waiter = Waiter::Callback(Box::new(|_| {}));
+        let waiter = Waiter::Probe;
         st.pending.insert(session, Pending { waiter, start: Instant::now(), deadline: None });
         Ok(session)
     })
