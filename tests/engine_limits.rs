@@ -384,8 +384,15 @@ fn heartbeat_declares_a_frozen_link_dead_and_the_next_call_reconnects() {
     assert!(took < Duration::from_secs(5), "declared dead after {took:?} (interval + deadline is 500 ms)");
     assert_eq!(c.health().heartbeat_timeouts, 1);
     wait_until(|| events.lock().iter().any(|e| matches!(e.down, Some(DownReason::Heartbeat(_)))));
-    // The next call opens a new link (through the relay, which passes new connections).
-    assert_eq!(c.call("srv", Address::Id(ECHO), b"c", GUARD).unwrap(), b"c");
+    // The peer counts as a failed connect: calls fail at once, saying why, until the
+    // backoff (100 ms) has passed; then a new link is opened (the relay passes new
+    // connections) and answers.
+    match c.call("srv", Address::Id(ECHO), b"c", GUARD) {
+        Err(CallError::ConnectFailed(why)) => assert!(why.contains("heartbeat"), "{why}"),
+        other => panic!("want ConnectFailed(heartbeat ...) within the backoff, got {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(c.call("srv", Address::Id(ECHO), b"d", GUARD).unwrap(), b"d");
 }
 
 #[test]
@@ -419,7 +426,8 @@ fn heartbeat_against_a_stock_like_peer_keeps_the_link_up() {
     wait_until(|| probes.load(Ordering::SeqCst) >= 5);
     assert!(c.link_up("srv"));
     assert_eq!(c.health().heartbeat_timeouts, 0);
-    assert_eq!(c.stats("srv").unwrap().drops, 0);
+    let st = c.stats("srv").unwrap();
+    assert_eq!((st.drops, st.errors, st.calls), (0, 0, 1), "probes are neither calls nor errors");
     assert_eq!(c.call("srv", Address::Id(10), b"y", GUARD).unwrap(), b"y");
 }
 
