@@ -10,6 +10,7 @@
 -- CPU is utime+stime of each process (/proc/<pid>/stat) over the row.
 local skynet = require "skynet"
 local cluster = require "skynet.cluster"
+require "skynet.manager"	-- skynet.abort
 
 local mode = skynet.getenv "ab_mode"
 local server_pid = skynet.getenv "ab_server_pid"

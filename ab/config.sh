@@ -37,6 +37,8 @@ ab_config() {
 		echo "profile = ${AB_PROFILE:-true}"
 		# AB_INLINE=false: the native service leaves every message to skynet's workers.
 		[ -n "$AB_INLINE" ] && echo "skcluster_inline = \"$AB_INLINE\""
+		# AB_NATIVE_CONFIG: more lines for native nodes (e.g. 'cluster_max_send_queue = "224M"').
+		[ "$mode" = native ] && [ -n "$AB_NATIVE_CONFIG" ] && echo "$AB_NATIVE_CONFIG"
 		for l in "$@"; do echo "$l"; done
 	} > "$file"
 }

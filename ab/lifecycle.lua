@@ -11,6 +11,7 @@
 local skynet = require "skynet"
 local cluster = require "skynet.cluster"
 local socket = require "skynet.socket"
+require "skynet.manager"	-- skynet.abort
 
 local role = skynet.getenv "lc_role"
 

@@ -47,7 +47,11 @@ grep -q "cluster call to \[stock\] failed: link down: heartbeat: " "$dir/native.
 
 # A bad key: the service logs it and does not start; so the node's start service fails.
 ab_config "$dir/bad" native lifecycle 'lc_role = "bad"' 'cluster_heartbeat = "soon"' 'cluster_max_links = 0'
-(cd "$SKYNET_ROOT" && timeout 10 ./skynet "$dir/bad") > "$dir/bad.log" 2>&1 || true
+(cd "$SKYNET_ROOT" && exec timeout 10 ./skynet "$dir/bad") > "$dir/bad.log" 2>&1 &
+bad=$!
+for _ in $(seq 1 100); do grep -q -e "init service failed" -e unreachable "$dir/bad.log" && break; sleep 0.1; done
+kill $bad 2>/dev/null || true
+wait $bad 2>/dev/null || true
 for want in 'skcluster: bad config cluster_max_links = "0": must be a whole number, at least 1' \
 	'skcluster: bad config cluster_heartbeat = "soon": must be a number of seconds' \
 	'cannot launch the C service skcluster'; do
