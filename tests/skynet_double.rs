@@ -960,7 +960,15 @@ fn key(t: &Table, k: &str) -> Value {
 }
 
 fn int(t: &Table, k: &str) -> i64 {
-    key(t, k).as_integer().unwrap_or_else(|| panic!("{k} in {t:?}"))
+    key(t, k).as_integer().unwrap_or_else(|| panic!("{k} in {}", show(t)))
+}
+
+/// `key=value ...` of a table with string keys and integer values (health).
+fn show(t: &Table) -> String {
+    let field = |(k, v): &(Value, Value)| {
+        format!("{}={}", String::from_utf8_lossy(k.as_bytes().unwrap_or(b"?")), v.as_integer().unwrap_or(-1))
+    };
+    t.hash.iter().map(field).collect::<Vec<_>>().join(" ")
 }
 
 impl Double {
@@ -1028,9 +1036,14 @@ fn closed_links_release_their_sockets() {
         fd_count(pid),
         soon()
     );
-    let h = d.health();
-    let (links, inflight, abandoned) = (int(&h, "links"), int(&h, "inflight"), int(&h, "abandoned"));
-    assert_eq!((links, inflight, abandoned), (0, 0, n as i64), "{h:?}");
+    // The engine holds no link, skcluster no call (the slack above may hide a link or two
+    // still closing: under valgrind the I/O thread runs late).
+    let mut h = Table::default();
+    let done = wait_for(soon(), || {
+        h = d.health();
+        (int(&h, "links"), int(&h, "inflight"), int(&h, "abandoned")) == (0, 0, n as i64)
+    });
+    assert!(done.is_some(), "links, inflight, abandoned: {}", show(&h));
     // A new client is served as before.
     let mut c = client(port);
     echo_over(&mut c, 7, 42);
@@ -1059,7 +1072,7 @@ fn config_keys_reach_the_engine() {
     echo_over(&mut a, 2, 3);
     echo_over(&mut b, 2, 4);
     let h = d.health();
-    assert_eq!((int(&h, "links"), int(&h, "refused_links")), (2, 1), "{h:?}");
+    assert_eq!((int(&h, "links"), int(&h, "refused_links")), (2, 1), "{}", show(&h));
     d.quit();
 }
 
@@ -1176,7 +1189,9 @@ impl Double {
 /// Subscribed services see each link go up and down, with the reason.
 #[test]
 fn heartbeat_and_link_events() {
-    let beat = 0.5;
+    // Under valgrind a probe's round trip may take long: a longer beat keeps the live
+    // link's probes answered in time.
+    let beat = if valgrind() { 2.0 } else { 0.5 };
     let Some(mut d) = Double::start_env(&[("cluster_heartbeat", &beat.to_string())]) else { return };
     assert_eq!(d.early, vec![format!("log skcluster: config cluster_heartbeat = {beat} s")]);
     let port = d.serve();
