@@ -90,9 +90,37 @@ local function native()
 	local n, last = downs("stock")
 	print("down event", n, last and last.reason)
 	print("heartbeat timeouts", cluster.health().heartbeat_timeouts)
-	-- Thawed: the next call reconnects.
-	local ok2, r = pcall(cluster.call, "stock", "@echo", "echo", "thawed")
+	-- Thawed: a call reconnects (once the engine's connect backoff, which a link found
+	-- dead by the heartbeat starts, has passed: calls before that fail at once).
+	local ok2, r
+	for _ = 1, 50 do
+		ok2, r = pcall(cluster.call, "stock", "@echo", "echo", "thawed")
+		if ok2 then
+			break
+		end
+		skynet.sleep(10)
+	end
 	print("call after thaw", ok2, r)
+	-- cluster.linkevent again: the new handler replaces the old one and starts with the
+	-- links open now; an error in it is logged and the next event still comes; nil stops.
+	local got = {}
+	cluster.linkevent(function(e)
+		got[#got + 1] = e
+		if #got == 1 then
+			error "boom in a link handler"
+		end
+	end)
+	skynet.sleep(20)
+	print("new handler starts with", #got, got[1] and got[1].up, got[1] and got[1].node)
+	local seen = #events
+	cluster.reload { stock = false }
+	skynet.sleep(20)
+	print("after its error", #got, got[2] and got[2].reason, "old handler quiet", #events == seen)
+	cluster.linkevent(nil)
+	cluster.reload { stock = "127.0.0.1:" .. skynet.getenv "lc_port" }
+	pcall(cluster.call, "stock", "@echo", "echo", "x")
+	skynet.sleep(20)
+	print("stopped", #got)
 	print "done"
 	skynet.abort()
 end

@@ -41,7 +41,12 @@ check '^frozen call fails	true	within	true'
 check '^down event	1	heartbeat: '
 check '^heartbeat timeouts	1$'
 check '^call after thaw	true	thawed$'
+check '^new handler starts with	1	true	stock$'
+check '^after its error	2	node address changed	old handler quiet	true$'
+check '^stopped	2$'
 check '^done$'
+grep -q "cluster.linkevent: .*boom in a link handler" "$dir/native.log" \
+	|| { echo "lifecycle: FAILED: the error in the link handler was not logged"; exit 1; }
 grep -q "cluster call to \[stock\] failed: link down: heartbeat: " "$dir/native.log" \
 	|| { echo "lifecycle: FAILED: the heartbeat failure was not logged"; exit 1; }
 
