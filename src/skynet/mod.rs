@@ -147,7 +147,10 @@
 //! `"poll"` is answered with the events queued since the last poll, at once or when the
 //! next one comes (one `PTYPE_RESPONSE`: an array of event tables and the number lost),
 //! `"stop"` ends it (a waiting poll is answered with no values). `cluster.linkevent(f)`
-//! in `lualib/skynet/cluster.lua` runs that loop and calls `f(event)`.
+//! in `lualib/skynet/cluster.lua` runs that loop and calls `f(event)`. A subscriber that
+//! exits is forgotten when the answer to its waiting poll cannot be delivered; one that
+//! exits with no poll waiting (inside `f`) keeps its queue, at most [`LINK_EVENTS_KEPT`]
+//! events, until this service ends. Polls still waiting at release get `PTYPE_ERROR`.
 //!
 //! Inbound calls whose link closed before their target answered are dropped from the
 //! table of calls in service at the end of that round of events (a target that never
