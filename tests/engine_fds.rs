@@ -60,6 +60,16 @@ fn closed_accepted_links_release_their_sockets_while_their_requests_are_in_servi
         r.ok(b"late");
     }
     assert_eq!(srv.health().late_answers, 300);
+    // A responder dropped unanswered after its link closed answered nothing: not counted.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let mut out = Vec::new();
+    wire::encode_request(&mut out, wire::Address::Id(HOLD), 1, b"x", wire::RequestKind::Call).unwrap();
+    s.write_all(&out).unwrap();
+    wait_until(|| seen.held.lock().len() == 1);
+    drop(s);
+    wait_until(|| srv.health().links == 1);
+    seen.held.lock().clear();
+    assert_eq!(srv.health().late_answers, 300);
     // The node still serves, old link and new.
     assert_eq!(c.call("srv", Address::Id(ECHO), b"b", GUARD).unwrap(), b"b");
     let c2 = client(Config::default(), &addr);

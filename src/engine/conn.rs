@@ -731,7 +731,13 @@ impl Conn {
         true
     }
 
-    /// Queues a response frame (inbound links). Dropped silently if the link is gone.
+    /// True once the link is closed.
+    pub fn is_closed(&self) -> bool {
+        self.st.lock().closed.is_some()
+    }
+
+    /// Queues a response frame (inbound links). Dropped (and counted as a late answer) if
+    /// the link is gone.
     pub fn respond(self: &Arc<Self>, session: u32, r: Result<&[u8], &[u8]>) {
         self.inflight.fetch_sub(1, Ordering::Relaxed);
         let mut st = self.st.lock();

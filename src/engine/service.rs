@@ -130,9 +130,13 @@ impl Responder {
 }
 
 impl Drop for Responder {
+    /// Unanswered: `no response`, if the link is still there. A responder dropped after its
+    /// link closed is not a late answer (nothing was answered), so it is not counted.
     fn drop(&mut self) {
-        if let Some(c) = self.take_conn() {
-            c.respond(self.session, Err(b"no response"));
+        if let Some(c) = self.conn.take().and_then(|w| w.upgrade()) {
+            if !c.is_closed() {
+                c.respond(self.session, Err(b"no response"));
+            }
         }
     }
 }
