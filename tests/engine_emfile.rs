@@ -23,14 +23,6 @@ fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h)?;
-    let mut b = vec![0u8; u16::from_be_bytes(h) as usize];
-    s.read_exact(&mut b)?;
-    Ok(b)
-}
-
 #[test]
 fn accept_pauses_on_emfile_without_spinning_and_resumes_when_descriptors_free_up() {
     let (srv, addr, _) = server(Config::default());

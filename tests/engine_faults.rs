@@ -11,14 +11,6 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).ok()?;
-    let mut b = vec![0u8; u16::from_be_bytes(h) as usize];
-    s.read_exact(&mut b).ok()?;
-    Some(b)
-}
-
 /// Reads one whole request (single or multi-part) and returns its session.
 fn read_request(s: &mut TcpStream) -> Option<u32> {
     loop {

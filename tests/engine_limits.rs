@@ -17,14 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).ok()?;
-    let mut b = vec![0u8; u16::from_be_bytes(h) as usize];
-    s.read_exact(&mut b).ok()?;
-    Some(b)
-}
-
 fn raw(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -92,3 +92,14 @@ pub fn wait_until(mut f: impl FnMut() -> bool) {
 pub fn handle(n: &Node) -> Handle {
     n.handle()
 }
+
+/// Reads one frame (2-byte big-endian length, body) from a plain blocking socket; the body,
+/// or `None` at EOF or on an error (a closed link, a read timeout).
+pub fn read_frame(s: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    let mut b = vec![0u8; u16::from_be_bytes(h) as usize];
+    s.read_exact(&mut b).ok()?;
+    Some(b)
+}
