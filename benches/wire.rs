@@ -2,7 +2,7 @@
 //! Run: `cargo bench --bench wire`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use skynet_cluster::wire::{self, Address, Reassembler, Request, RequestKind};
+use skynet_cluster::wire::{self, Address, Begin, Heap, Part, Reassembler, Request, RequestKind};
 
 fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("wire_encode_request");
@@ -49,9 +49,11 @@ fn decode(c: &mut Criterion) {
                 for body in wire::FrameCutter::new(black_box(s)) {
                     match wire::decode_request(body).unwrap() {
                         Request::Single { payload, .. } => got += payload.len(),
-                        Request::MultiHeader { session, total, .. } => r.begin(session, total, ()).unwrap(),
+                        Request::MultiHeader { session, total, .. } => {
+                            assert_eq!(r.begin(session, total, ()), Ok(Begin::Joining))
+                        }
                         Request::Part { session, data, last } => {
-                            if let Some((_, p)) = r.part(session, data, last).unwrap() {
+                            if let Part::Done((), p) = r.part(session, data, last, &Heap).unwrap() {
                                 got += p.len();
                             }
                         }

@@ -1,8 +1,14 @@
 //! Property tests of the wire codec: encode -> cut -> decode -> reassemble round trips, and
-//! decoding arbitrary bytes never panics.
+//! decoding arbitrary bytes never panics. The reassembler is the one the engine's read path
+//! runs (there with its buffer pool and node budget, here with `Heap` and a test budget).
 
 use proptest::prelude::*;
-use skynet_cluster::wire::{self, Address, Reassembler, Request, RequestKind, Response, MULTI_PART};
+use skynet_cluster::wire::{
+    self, Address, Begin, Heap, Part, Reassembler, ReassemblyBudget, ReassemblyError, Request, RequestKind, Response,
+    MULTI_PART,
+};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 enum OwnedAddr {
@@ -68,13 +74,13 @@ fn receive_requests(stream: &[u8]) -> Vec<Delivered> {
                 out.push(Delivered { addr: addr_key(addr), session, push: session == 0, payload: payload.to_vec() })
             }
             Request::MultiHeader { addr, session, total, push } => {
-                parts.begin(session, total, (addr_key(addr), push)).unwrap()
+                assert_eq!(parts.begin(session, total, (addr_key(addr), push)), Ok(Begin::Joining))
             }
-            Request::Part { session, data, last } => {
-                if let Some(((addr, push), payload)) = parts.part(session, data, last).unwrap() {
-                    out.push(Delivered { addr, session, push, payload });
-                }
-            }
+            Request::Part { session, data, last } => match parts.part(session, data, last, &Heap).unwrap() {
+                Part::Done((addr, push), payload) => out.push(Delivered { addr, session, push, payload }),
+                Part::More => {}
+                other => panic!("our own frames join: {other:?}"),
+            },
             Request::Trace { .. } => panic!("no trace frames sent"),
         }
     }
@@ -144,12 +150,12 @@ proptest! {
             match r {
                 Response::Ok { payload, .. } => whole = Some((true, payload.to_vec())),
                 Response::Error { msg, .. } => whole = Some((false, msg.to_vec())),
-                Response::MultiBegin { total, .. } => parts.begin(session, total, ()).unwrap(),
-                Response::MultiPart { data, last, .. } => {
-                    if let Some(((), p)) = parts.part(session, data, last).unwrap() {
-                        whole = Some((true, p));
-                    }
-                }
+                Response::MultiBegin { total, .. } => prop_assert_eq!(parts.begin(session, total, ()), Ok(Begin::Joining)),
+                Response::MultiPart { data, last, .. } => match parts.part(session, data, last, &Heap).unwrap() {
+                    Part::Done((), p) => whole = Some((true, p)),
+                    Part::More => {}
+                    other => panic!("our own frames join: {other:?}"),
+                },
             }
         }
         let multi = ok && payload.len() > MULTI_PART;
@@ -168,7 +174,7 @@ proptest! {
                 let _ = r.begin(session, total, ());
             }
             if let Ok(Request::Part { session, data, last }) = wire::decode_request(frame) {
-                let _ = r.part(session, data, last);
+                let _ = r.part(session, data, last, &Heap);
             }
         }
     }
@@ -224,15 +230,97 @@ fn malformed_request_errors_match_stock_text() {
 #[test]
 fn reassembly_limits() {
     let mut r: Reassembler<u8> = Reassembler::new(100, 1);
-    assert!(matches!(r.begin(1, 101, 0), Err(wire::ReassemblyError::TooLarge { .. })));
+    assert!(matches!(r.begin(1, 101, 0), Err(ReassemblyError::TooLarge { .. })));
+    assert_eq!(r.begin(1, 10, 0), Ok(Begin::Joining));
+    assert_eq!(r.begin(2, 10, 0), Err(ReassemblyError::TooManyPending(1)));
+    // What stock answers and survives: a lone last part, parts past the declared size, a
+    // last part short of it.
+    assert_eq!(r.part(3, b"x", true, &Heap), Ok(Part::Orphan));
+    assert_eq!(r.part(1, &[0; 11], false, &Heap), Ok(Part::More));
+    assert_eq!(r.declared(), 0, "an overflow spoils the message and frees what it declared");
+    assert_eq!(r.part(1, b"", true, &Heap), Ok(Part::Invalid(Some(0))));
+    assert_eq!(r.pending(), 0);
     r.begin(1, 10, 0).unwrap();
-    assert!(matches!(r.begin(2, 10, 0), Err(wire::ReassemblyError::TooManyPending(1))));
-    assert!(matches!(r.part(3, b"x", true), Err(wire::ReassemblyError::UnknownSession(3))));
-    assert!(matches!(r.part(1, &[0; 11], false), Err(wire::ReassemblyError::Overflow { .. })));
-    assert_eq!(r.pending(), 0, "an overflow drops the partial message");
-    r.begin(1, 10, 0).unwrap();
-    assert!(matches!(r.part(1, &[0; 9], true), Err(wire::ReassemblyError::SizeMismatch { .. })));
+    assert_eq!(r.part(1, &[0; 9], true, &Heap), Ok(Part::Invalid(Some(0))));
     r.begin(1, 4, 9).unwrap();
-    assert_eq!(r.part(1, b"ab", false).unwrap(), None);
-    assert_eq!(r.part(1, b"cd", true).unwrap(), Some((9, b"abcd".to_vec())));
+    assert_eq!(r.part(1, b"ab", false, &Heap), Ok(Part::More));
+    assert_eq!(r.part(1, b"cd", true, &Heap), Ok(Part::Done(9, b"abcd".to_vec())));
+}
+
+/// A budget shared by reassemblers, as the engine's node-wide one.
+struct Shared {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl ReassemblyBudget for Shared {
+    fn try_take(&self, n: usize) -> bool {
+        self.used.fetch_update(Relaxed, Relaxed, |u| u.checked_add(n).filter(|&t| t <= self.limit)).is_ok()
+    }
+    fn give(&self, n: usize) {
+        let prev = self.used.fetch_sub(n, Relaxed);
+        assert!(prev >= n, "budget given back more than taken");
+    }
+}
+
+/// One step a peer may take on a link: a header, a part, or a part read in place.
+#[derive(Debug, Clone)]
+enum Op {
+    Begin { session: u32, total: u32 },
+    Part { session: u32, len: usize, last: bool },
+    Direct { session: u32, len: usize, last: bool },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let session = 1u32..5;
+    prop_oneof![
+        (session.clone(), 0u32..300).prop_map(|(session, total)| Op::Begin { session, total }),
+        (session.clone(), 0usize..120, any::<bool>()).prop_map(|(session, len, last)| Op::Part { session, len, last }),
+        (session, 0usize..120, any::<bool>()).prop_map(|(session, len, last)| Op::Direct { session, len, last }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Whatever a peer sends (duplicate headers, parts with no header, sizes that do not add
+    /// up), two links sharing a budget never panic, never hand out more than declared, keep
+    /// the budget equal to what they declare, and give it all back when they go.
+    #[test]
+    fn any_sequence_keeps_the_books(a in prop::collection::vec(op_strategy(), 0..60), b in prop::collection::vec(op_strategy(), 0..60)) {
+        let budget = Arc::new(Shared { used: AtomicUsize::new(0), limit: 400 });
+        let mut links: [Reassembler<u32, Arc<Shared>>; 2] =
+            [Reassembler::with_budget(250, 3, budget.clone()), Reassembler::with_budget(250, 3, budget.clone())];
+        let mut totals: std::collections::HashMap<(usize, u32), u32> = Default::default();
+        for (i, op) in a.iter().map(|o| (0usize, o)).chain(b.iter().map(|o| (1usize, o))) {
+            let r = &mut links[i];
+            match *op {
+                Op::Begin { session, total } => {
+                    if let Ok(Begin::Joining) = r.begin(session, total, total) {
+                        totals.insert((i, session), total);
+                    }
+                }
+                Op::Part { session, len, last } => {
+                    if let Ok(Part::Done(total, p)) = r.part(session, &vec![7; len], last, &Heap) {
+                        prop_assert_eq!(p.len(), total as usize);
+                        prop_assert_eq!(totals.remove(&(i, session)), Some(total));
+                    }
+                }
+                Op::Direct { session, len, last } => {
+                    if let Some((buf, total)) = r.direct(session, len, last, &Heap) {
+                        prop_assert!(buf.len() + len <= total && buf.capacity() >= total);
+                        buf.extend(std::iter::repeat_n(7, len));
+                        if last {
+                            let (total, p) = r.take_full(session).expect("a last part read in place completes it");
+                            prop_assert_eq!(p.len(), total as usize);
+                        }
+                    }
+                }
+            }
+            prop_assert!(r.declared() <= 250);
+            prop_assert_eq!(budget.used.load(Relaxed), links[0].declared() + links[1].declared());
+        }
+        drop(links);
+        prop_assert_eq!(budget.used.load(Relaxed), 0);
+    }
 }

@@ -1,7 +1,7 @@
 //! Node-wide budgets (bytes a peer can make the node hold, links) and the counters of what
-//! they refused. Per-link limits live on the link (`Conn`, `Reasm`); these bound the sum over
-//! all links, so that many peers together cannot take more than one node's share of memory
-//! or descriptors.
+//! they refused. Per-link limits live on the link (`Conn`, its `wire::Reassembler`s); these
+//! bound the sum over all links, so that many peers together cannot take more than one
+//! node's share of memory or descriptors.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
@@ -42,6 +42,18 @@ impl Budget {
     /// At or above the limit.
     pub fn full(&self) -> bool {
         self.used() >= self.limit
+    }
+}
+
+/// The node's reassembly budget bounds the declared totals of every link's reassemblers.
+impl crate::wire::ReassemblyBudget for Budget {
+    #[inline]
+    fn try_take(&self, n: usize) -> bool {
+        Budget::try_take(self, n)
+    }
+    #[inline]
+    fn give(&self, n: usize) {
+        Budget::give(self, n)
     }
 }
 

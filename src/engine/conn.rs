@@ -22,6 +22,7 @@ use super::event::DownReason;
 use super::io::{Cmd, IoShared};
 use super::pool::Pool;
 use super::stats::LinkStats;
+use crate::wire::PART_HEADER;
 use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::Token;
@@ -294,10 +295,10 @@ impl ConnState {
         io: &IoShared,
         head: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
         payload: &Bytes,
-        part_header: impl Fn(usize, bool) -> [u8; 7],
+        part_header: impl Fn(usize, bool) -> [u8; PART_HEADER],
     ) -> Result<(), E> {
         let parts = payload.len().div_ceil(crate::wire::MULTI_PART);
-        let mut hdrs = Vec::with_capacity(64 + parts * 7);
+        let mut hdrs = Vec::with_capacity(64 + parts * PART_HEADER);
         head(&mut hdrs)?;
         let head_len = hdrs.len();
         for (i, chunk) in payload.chunks(crate::wire::MULTI_PART).enumerate() {
@@ -307,7 +308,7 @@ impl ConnState {
         let mut at = 0;
         let mut h = 0;
         for i in 0..parts {
-            let end = if i == 0 { head_len + 7 } else { h + 7 };
+            let end = if i == 0 { head_len + PART_HEADER } else { h + PART_HEADER };
             self.out.push_back(Chunk::Shared(hdrs.slice(h..end)));
             h = end;
             let n = (payload.len() - at).min(crate::wire::MULTI_PART);

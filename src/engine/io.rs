@@ -15,11 +15,10 @@ use super::event::{DownReason, LinkDir, LinkEvent};
 use super::log::{self, RateLimit};
 use super::node::Inner;
 use super::pool::Pool;
-use super::reasm::{Begin, Part, Reasm as Reassembler};
 use super::service::{Inbound, Responder};
 use super::stats::LinkStats;
 use super::{pack, sockopt};
-use crate::wire::{self, Address, OwnedAddress, Request, Response};
+use crate::wire::{self, Address, Begin, OwnedAddress, Part, Request, Response};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use once_cell::sync::OnceCell;
@@ -49,7 +48,9 @@ const DIRECT_PARTS: usize = 32;
 const DIRECT_TAIL: usize = 16 << 10;
 const DIRECT_BIG: usize = 256 << 10;
 /// Bytes before the data of a part frame (length prefix, type, session), both directions.
-const PART_HEADER: usize = wire::REQUEST_PART_HEADER;
+const PART_HEADER: usize = wire::PART_HEADER;
+/// A link's reassembler: its declared totals also count against the node's budget.
+type Reassembler<M> = wire::Reassembler<M, Arc<Budget>>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Read {
@@ -186,7 +187,7 @@ impl Entry {
     fn new(conn: Arc<Conn>, now: Instant) -> Entry {
         let req_parts = conn.inbound.then(|| {
             let cfg = conn_cfg(&conn);
-            Reassembler::new(cfg.0, cfg.1, conn.io.reasm.clone())
+            Reassembler::with_budget(cfg.0, cfg.1, conn.io.reasm.clone())
         });
         Entry {
             conn,
@@ -723,11 +724,9 @@ fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), DownRea
 /// complete and at least `DIRECT_MIN` bytes of its body still to come: moves what is there
 /// into the message's buffer and sets `e.direct`.
 fn start_direct(e: &mut Entry, rest: &[u8]) -> bool {
-    if rest.len() < PART_HEADER {
-        return false;
-    }
-    let flen = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-    let Some(body) = flen.checked_sub(PART_HEADER - wire::FRAME_PREFIX) else {
+    let head =
+        if e.conn.inbound { wire::decode_request_part_header(rest) } else { wire::decode_response_part_header(rest) };
+    let Some(wire::PartHeader { session, len: body, last }) = head else {
         return false;
     };
     let have = rest.len() - PART_HEADER;
@@ -735,36 +734,14 @@ fn start_direct(e: &mut Entry, rest: &[u8]) -> bool {
         return false;
     }
     let pool = &e.conn.io.pool;
-    let (session, last, buf) = if e.conn.inbound {
-        let last = match rest[2] {
-            wire::req_type::PART => false,
-            wire::req_type::PART_LAST => true,
-            _ => return false,
-        };
-        let session = u32::from_le_bytes([rest[3], rest[4], rest[5], rest[6]]);
-        let Some(r) = e.req_parts.as_mut() else {
-            return false;
-        };
-        let Some(b) = r.direct(session, body, last, pool) else {
-            return false;
-        };
-        (session, last, b)
+    let found = if e.conn.inbound {
+        e.req_parts.as_mut().and_then(|r| r.direct(session, body, last, pool))
     } else {
-        let last = match rest[6] {
-            wire::resp_type::MULTI_PART => false,
-            wire::resp_type::MULTI_END => true,
-            _ => return false,
-        };
-        let session = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]);
-        let Some(r) = e.resp_parts.as_mut() else {
-            return false;
-        };
-        let Some(b) = r.direct(session, body, last, pool) else {
-            return false;
-        };
-        (session, last, b)
+        e.resp_parts.as_mut().and_then(|r| r.direct(session, body, last, pool))
     };
-    let (buf, total) = buf;
+    let Some((buf, total)) = found else {
+        return false;
+    };
     if total - buf.len() - have < DIRECT_MIN {
         return false;
     }
@@ -996,7 +973,7 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
                 match r.part(session, data, last, &inner.io.pool) {
                     Ok(Part::More) | Ok(Part::Dropped) => {}
                     Ok(Part::Done(meta, payload)) => request_done(inner, &e.conn, session, meta, payload),
-                    // Stock answers these and keeps the link (see reasm.rs).
+                    // Stock answers these and keeps the link (see wire/reassembly.rs).
                     Ok(Part::Invalid(_)) => {
                         Counters::add(&inner.io.counters.protocol_errors);
                         e.conn.respond_direct(session, Err(b"Invalid large req"));
@@ -1121,7 +1098,7 @@ fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, DownReason> {
             Response::MultiBegin { session, total } => {
                 let conn = &e.conn;
                 let r = e.resp_parts.get_or_insert_with(|| {
-                    Reassembler::new(conn.max_message, conn.max_multi_pending, conn.io.reasm.clone())
+                    Reassembler::with_budget(conn.max_message, conn.max_multi_pending, conn.io.reasm.clone())
                 });
                 match r.begin(session, total, ()) {
                     Ok(Begin::Joining) => {}

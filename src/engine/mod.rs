@@ -111,7 +111,6 @@ mod log;
 mod node;
 mod pack;
 mod pool;
-mod reasm;
 mod service;
 pub mod sockopt;
 mod standby;

@@ -1,18 +1,9 @@
 //! The few skynet.pack values the engine itself reads and writes: the name query sends
-//! `skynet.pack(name)` and is answered with `skynet.packstring(address)`.
-//!
-//! Packing goes through `crate::seri`; the two readers below are tiny and allocation-free
-//! (a query is one string in, one integer out). The format (lua-seri):
-//! a type byte `type | sub << 3`, then the value.
+//! `skynet.pack(name)` and is answered with `skynet.packstring(address)`. All of it is
+//! `crate::seri`'s: the writers below only fix the error case the engine cannot meet, and
+//! the readers are seri's allocation-free prefix readers.
 
-const TYPE_NUMBER: u8 = 2;
-const TYPE_SHORT_STRING: u8 = 4;
-const TYPE_LONG_STRING: u8 = 5;
-const NUM_ZERO: u8 = 0;
-const NUM_BYTE: u8 = 1;
-const NUM_WORD: u8 = 2;
-const NUM_DWORD: u8 = 4;
-const NUM_QWORD: u8 = 6;
+pub use crate::seri::{decode_integer_prefix as unpack_int, decode_str_prefix as unpack_str};
 
 /// Appends `skynet.pack(v)` for one integer (delegates to `crate::seri`).
 #[inline]
@@ -25,39 +16,6 @@ pub fn pack_int(out: &mut Vec<u8>, v: i64) {
 #[inline]
 pub fn pack_str(out: &mut Vec<u8>, s: &[u8]) {
     crate::seri::encode_str_into(out, s).expect("string below 4 GiB");
-}
-
-/// Reads one packed string at the start of `b`: `(string, bytes used)`.
-pub fn unpack_str(b: &[u8]) -> Option<(&[u8], usize)> {
-    let (&h, rest) = b.split_first()?;
-    let (t, sub) = (h & 7, (h >> 3) as usize);
-    let (len, hdr) = match (t, sub) {
-        (TYPE_SHORT_STRING, n) => (n, 1),
-        (TYPE_LONG_STRING, 2) => (u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) as usize, 3),
-        (TYPE_LONG_STRING, 4) => {
-            let r = rest.get(..4)?;
-            (u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize, 5)
-        }
-        _ => return None,
-    };
-    let s = b.get(hdr..hdr + len)?;
-    Some((s, hdr + len))
-}
-
-/// Reads one packed integer at the start of `b`: `(value, bytes used)`.
-pub fn unpack_int(b: &[u8]) -> Option<(i64, usize)> {
-    let (&h, rest) = b.split_first()?;
-    if h & 7 != TYPE_NUMBER {
-        return None;
-    }
-    match h >> 3 {
-        NUM_ZERO => Some((0, 1)),
-        NUM_BYTE => Some((*rest.first()? as i64, 2)),
-        NUM_WORD => Some((u16::from_le_bytes(rest.get(..2)?.try_into().ok()?) as i64, 3)),
-        NUM_DWORD => Some((i32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as i64, 5)),
-        NUM_QWORD => Some((i64::from_le_bytes(rest.get(..8)?.try_into().ok()?), 9)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,14 @@ impl Pool {
     }
 }
 
+/// Reassembled messages take their buffers from the pool.
+impl crate::wire::BufferSource for Pool {
+    #[inline]
+    fn get(&self, cap: usize) -> Vec<u8> {
+        Pool::get(self, cap)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

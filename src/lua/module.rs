@@ -328,7 +328,7 @@ unsafe fn pack_request_frames(
         // 7-byte header overwrites the tail of the previous chunk, which Lua has already
         // copied. One copy per byte instead of stock's two.
         let first = &payload[..MULTI_PART];
-        push_frame(api, l, first.len() + wire::REQUEST_PART_HEADER, |w| {
+        push_frame(api, l, first.len() + wire::PART_HEADER, |w| {
             wire::encode_request_part(w, session, first, parts == 1)
         })?;
         (api.lua_rawseti)(l, -2, 1);
@@ -336,8 +336,8 @@ unsafe fn pack_request_frames(
             let start = i * MULTI_PART;
             let end = (start + MULTI_PART).min(len);
             let header = wire::request_part_header(session, end - start, i + 1 == parts);
-            let frame = &mut payload[start - wire::REQUEST_PART_HEADER..end];
-            frame[..wire::REQUEST_PART_HEADER].copy_from_slice(&header);
+            let frame = &mut payload[start - wire::PART_HEADER..end];
+            frame[..wire::PART_HEADER].copy_from_slice(&header);
             api.push_bytes(l, frame);
             (api.lua_rawseti)(l, -2, (i + 1) as lua_Integer);
         }

@@ -25,6 +25,33 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, DecodeError> {
     Ok(values)
 }
 
+/// Reads one packed string at the start of `bytes` (the first value of a message, say):
+/// `(string, bytes used)`, or `None` when the bytes there are not a whole string. Borrows,
+/// never allocates.
+pub fn decode_str_prefix(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let byte = r.type_byte().ok()?;
+    let len = match byte & 7 {
+        TYPE_SHORT_STRING => usize::from(byte >> 3),
+        TYPE_LONG_STRING => r.long_string_len(byte >> 3).ok()?,
+        _ => return None,
+    };
+    let s = r.take(len).ok()?;
+    Some((s, r.pos))
+}
+
+/// Reads one packed integer at the start of `bytes`: `(value, bytes used)`, or `None` when
+/// the bytes there are not a whole integer (a real is not one).
+pub fn decode_integer_prefix(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let byte = r.type_byte().ok()?;
+    if byte & 7 != TYPE_NUMBER {
+        return None;
+    }
+    let v = r.integer(byte >> 3).ok()?;
+    Some((v, r.pos))
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -74,6 +101,16 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The length of a long string with the given cookie (the type byte was consumed).
+    #[inline]
+    fn long_string_len(&mut self, cookie: u8) -> Result<usize, DecodeError> {
+        Ok(match cookie {
+            2 => usize::from(u16::from_le_bytes(self.take_array()?)),
+            4 => u32::from_le_bytes(self.take_array()?) as usize,
+            _ => return Err(DecodeError::InvalidStringCookie { at: self.at(), cookie }),
+        })
+    }
+
     fn string(&mut self, len: usize) -> Result<Value, DecodeError> {
         Ok(Value::String(self.take(len)?.to_vec()))
     }
@@ -94,11 +131,7 @@ impl<'a> Reader<'a> {
             TYPE_USERDATA => Value::LightUserdata(usize::from_ne_bytes(self.take_array::<POINTER_SIZE>()?)),
             TYPE_SHORT_STRING => self.string(usize::from(cookie))?,
             TYPE_LONG_STRING => {
-                let len = match cookie {
-                    2 => usize::from(u16::from_le_bytes(self.take_array()?)),
-                    4 => u32::from_le_bytes(self.take_array()?) as usize,
-                    _ => return Err(DecodeError::InvalidStringCookie { at: self.at(), cookie }),
-                };
+                let len = self.long_string_len(cookie)?;
                 self.string(len)?
             }
             TYPE_TABLE => Value::Table(self.table(cookie, depth + 1)?),

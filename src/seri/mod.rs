@@ -73,7 +73,7 @@ mod encode;
 mod error;
 mod value;
 
-pub use decode::decode;
+pub use decode::{decode, decode_integer_prefix, decode_str_prefix};
 pub use encode::{encode, encode_integer_into, encode_into, encode_str_into, encoded_len};
 pub use error::{DecodeError, EncodeError, Position};
 pub use value::{Table, Value};
@@ -219,6 +219,40 @@ mod tests {
             encode_str_into(&mut a, &s).unwrap();
             assert_eq!(a, rt(&[s.into()]));
         }
+    }
+
+    #[test]
+    fn prefix_readers_read_the_first_value() {
+        let mut v = Vec::new();
+        for x in [0i64, 1, 255, 256, 65535, 65536, -1, i32::MAX as i64, i64::MIN, 1 << 40] {
+            v.clear();
+            encode_integer_into(&mut v, x);
+            assert_eq!(decode_integer_prefix(&v), Some((x, v.len())));
+            v.push(0x02);
+            assert_eq!(decode_integer_prefix(&v), Some((x, v.len() - 1)), "what follows is left alone");
+            v.pop();
+            assert_eq!(decode_integer_prefix(&v[..v.len() - 1]), None, "truncated");
+            assert_eq!(decode_str_prefix(&v), None);
+        }
+        for n in [0usize, 31, 32, 65535, 65536] {
+            v.clear();
+            let s = vec![7u8; n];
+            encode_str_into(&mut v, &s).unwrap();
+            assert_eq!(decode_str_prefix(&v), Some((&s[..], v.len())));
+            assert_eq!(decode_integer_prefix(&v), None);
+            if !v.is_empty() {
+                assert_eq!(decode_str_prefix(&v[..v.len() - 1]), None, "truncated");
+            }
+        }
+        // Non-minimal forms stock reads: a small integer in 8 bytes, a short string in the long form.
+        assert_eq!(decode_integer_prefix(&[0x32, 5, 0, 0, 0, 0, 0, 0, 0]), Some((5, 9)));
+        assert_eq!(decode_str_prefix(&[0x15, 1, 0, b'x']), Some((&b"x"[..], 4)));
+        // Not integers or strings: a real, a bad cookie, nothing.
+        assert_eq!(decode_integer_prefix(&encode(&[1.5.into()]).unwrap()), None);
+        assert_eq!(decode_integer_prefix(&[0x2a]), None);
+        assert_eq!(decode_str_prefix(&[0x1d, 0, 0]), None);
+        assert_eq!(decode_str_prefix(&[]), None);
+        assert_eq!(decode_integer_prefix(&[]), None);
     }
 
     #[test]

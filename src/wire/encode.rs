@@ -1,6 +1,7 @@
 //! Frame encoders. Each writes complete frames (2-byte big-endian length prefix + body)
 //! into a caller-owned [`BufMut`]; none allocates on its own.
 
+use super::parts::{request_part_header, response_part_header};
 use super::{req_type, resp_type, Address, MAX_NAME_LEN, MAX_TRACE_TAG, MULTI_PART};
 use bytes::BufMut;
 use std::fmt;
@@ -143,21 +144,6 @@ pub fn encode_multi_header<B: BufMut>(
     Ok(())
 }
 
-/// Bytes a request part frame puts before its chunk: prefix, type, session.
-pub const REQUEST_PART_HEADER: usize = 7;
-
-/// The 7 bytes that precede a chunk of `chunk_len` bytes in a request part frame
-/// (`0x02`, or `0x03` when `last`). Lets a caller that owns the payload buffer write the
-/// header in front of a chunk in place instead of copying the chunk.
-#[inline]
-pub fn request_part_header(session: u32, chunk_len: usize, last: bool) -> [u8; REQUEST_PART_HEADER] {
-    debug_assert!(chunk_len <= MULTI_PART);
-    let len = ((chunk_len + 5) as u16).to_be_bytes();
-    let s = session.to_le_bytes();
-    let kind = if last { req_type::PART_LAST } else { req_type::PART };
-    [len[0], len[1], kind, s[0], s[1], s[2], s[3]]
-}
-
 /// Writes one part frame of a multi-part request (`0x02`, or `0x03` when `last`).
 /// `chunk` is at most `MULTI_PART` bytes.
 #[inline]
@@ -221,10 +207,11 @@ pub fn encode_response_begin<B: BufMut>(out: &mut B, session: u32, total: u32) {
 }
 
 /// Writes one part of a multi-part response: type 3, or type 4 for the last.
+/// `chunk` is at most `MULTI_PART` bytes.
 #[inline]
 pub fn encode_response_part<B: BufMut>(out: &mut B, session: u32, chunk: &[u8], last: bool) {
-    let kind = if last { resp_type::MULTI_END } else { resp_type::MULTI_PART };
-    encode_response_single(out, session, kind, chunk);
+    out.put_slice(&response_part_header(session, chunk.len(), last));
+    out.put_slice(chunk);
 }
 
 /// Writes a whole response. `Ok` payloads above `MULTI_PART` bytes go as begin + parts;

@@ -9,25 +9,30 @@
 //! * Decoders take one frame **body** (prefix already stripped, as skynet's gate delivers
 //!   it) as a borrowed slice and return views into it; they never allocate.
 //! * [`FrameCutter`] cuts bodies out of a byte stream; [`Reassembler`] joins multi-part
-//!   messages per session, whatever other frames are interleaved between the parts.
+//!   messages per session, whatever other frames are interleaved between the parts (the
+//!   engine's read path runs it, with its buffer pool and node-wide budget).
+//! * [`request_part_header`] / [`response_part_header`] and their decoders give the 7-byte
+//!   head of a part frame, for writers and readers that move the data on their own.
 //!
 //! Thresholds differ by direction, as in stock skynet: a request goes multi-part when its
 //! payload is `>= MULTI_PART` bytes, a response only when it is `> MULTI_PART` bytes.
 
 mod decode;
 mod encode;
+mod parts;
 mod reassembly;
-mod response_parts;
 
 pub use decode::{cut_frame, decode_request, decode_response, DecodeError, FrameCutter, Request, Response};
 pub use encode::{
     encode_multi_header, encode_request, encode_request_part, encode_request_single, encode_response,
     encode_response_begin, encode_response_part, encode_response_single, encode_trace, multi_header_frame_len,
-    request_is_multi, request_part_header, request_single_frame_len, response_is_multi, EncodeError, RequestKind,
-    REQUEST_PART_HEADER,
+    request_is_multi, request_single_frame_len, response_is_multi, EncodeError, RequestKind,
 };
-pub use reassembly::{Reassembler, ReassemblyError};
-pub use response_parts::{response_part_header, RESPONSE_PART_HEADER};
+pub use parts::{
+    decode_request_part_header, decode_response_part_header, request_part_header, response_part_header, PartHeader,
+    PART_HEADER,
+};
+pub use reassembly::{Begin, BufferSource, Heap, Part, Reassembler, ReassemblyBudget, ReassemblyError, Unbounded};
 
 /// Size of one part of a multi-part message, and the single/multi threshold.
 pub const MULTI_PART: usize = 0x8000;
