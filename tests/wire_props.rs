@@ -324,3 +324,52 @@ proptest! {
         prop_assert_eq!(budget.used.load(Relaxed), 0);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// The part-header decoders (which the engine's read path uses to read a part's data in
+    /// place before its frame is whole) agree with the frame decoders on every frame.
+    #[test]
+    fn part_header_decoders_agree_with_the_frame_decoders(
+        kind in prop::sample::select(vec![0u8, 1, 2, 3, 4, 5, 0x80]),
+        session in any::<u32>(),
+        data in prop::collection::vec(any::<u8>(), 0..40),
+        cut in 0usize..50,
+    ) {
+        // A request frame of that type byte, and a response frame whose type byte is `kind`.
+        let mut req = vec![kind];
+        req.extend_from_slice(&session.to_le_bytes());
+        req.extend_from_slice(&data);
+        let mut resp = session.to_le_bytes().to_vec();
+        resp.push(kind);
+        resp.extend_from_slice(&data);
+        for (body, is_req) in [(req, true), (resp, false)] {
+            let mut frame = (body.len() as u16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            let full = if is_req {
+                match wire::decode_request(&body) {
+                    Ok(Request::Part { session, data, last }) => Some((session, data.len(), last)),
+                    _ => None,
+                }
+            } else {
+                match wire::decode_response(&body) {
+                    Ok(Response::MultiPart { session, data, last }) => Some((session, data.len(), last)),
+                    _ => None,
+                }
+            };
+            let head = |b: &[u8]| {
+                let h = if is_req { wire::decode_request_part_header(b) } else { wire::decode_response_part_header(b) };
+                h.map(|h| (h.session, h.len, h.last))
+            };
+            prop_assert_eq!(head(&frame), full);
+            // Only the 7-byte head is read: the frame may be cut anywhere after it.
+            let keep = cut.min(frame.len());
+            if keep >= wire::PART_HEADER {
+                prop_assert_eq!(head(&frame[..keep]), full);
+            } else {
+                prop_assert_eq!(head(&frame[..keep]), None);
+            }
+        }
+    }
+}
