@@ -4,7 +4,7 @@
 //! body. Inside a body every 32-bit integer is little-endian. Requests travel from the
 //! calling node (clustersender) to the serving node (clusteragent); responses travel back.
 //!
-//! * Encoders write whole frames (length prefix included) into any [`BufMut`] the caller
+//! * Encoders write whole frames (length prefix included) into any [`BufMut`](bytes::BufMut) the caller
 //!   owns: a `Vec<u8>`, a `BytesMut`, or an uninitialised stack slice.
 //! * Decoders take one frame **body** (prefix already stripped, as skynet's gate delivers
 //!   it) as a borrowed slice and return views into it; they never allocate.
