@@ -62,7 +62,3 @@ pub extern "C" fn skc_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
-/// Node-map parsing, shared with the CLI and tests.
-pub fn parse_node_map(text: &str) -> Result<node::NodeMap, String> {
-    node::parse_node_map(text)
-}

@@ -108,6 +108,7 @@ mod event;
 mod housekeep;
 mod io;
 mod log;
+mod nodemap;
 mod node;
 mod pack;
 mod pool;
@@ -126,6 +127,7 @@ pub use config::{
 pub use conn::{batch, batch_deferred, Callback, Deferred, Reply};
 pub use error::CallError;
 pub use event::{DownReason, LinkDir, LinkEvent, LinkHook};
+pub use nodemap::{MapValue, NodeMap};
 pub use node::{CallOpts, Handle, Node};
 pub use service::{FnService, Inbound, Responder, Service};
 pub use stats::{LinkStats, StatsSnapshot};

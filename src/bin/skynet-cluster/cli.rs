@@ -5,7 +5,8 @@
 
 use super::args::{parse_secs, usage_error};
 use skynet_cluster::engine::{Address, CallError, Config, Heartbeat, Node};
-use skynet_cluster::{literal, seri, wire};
+use super::literal;
+use skynet_cluster::{seri, wire};
 use std::time::{Duration, Instant};
 
 const PEER: &str = "target";
