@@ -61,4 +61,3 @@ use std::os::raw::c_char;
 pub extern "C" fn skc_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
-

@@ -108,8 +108,8 @@ mod event;
 mod housekeep;
 mod io;
 mod log;
-mod nodemap;
 mod node;
+mod nodemap;
 mod pack;
 mod pool;
 mod reasm;
@@ -127,8 +127,8 @@ pub use config::{
 pub use conn::{batch, batch_deferred, Callback, Deferred, Reply};
 pub use error::CallError;
 pub use event::{DownReason, LinkDir, LinkEvent, LinkHook};
-pub use nodemap::{MapValue, NodeMap};
 pub use node::{CallOpts, Handle, Node};
+pub use nodemap::{MapValue, NodeMap};
 pub use service::{FnService, Inbound, Responder, Service};
 pub use stats::{LinkStats, StatsSnapshot};
 

@@ -4,8 +4,8 @@
 //! errors exit 2 (one line); transport errors (connect, timeout, link down, heartbeat) exit 3.
 
 use super::args::{parse_secs, usage_error};
-use skynet_cluster::engine::{Address, CallError, Config, Heartbeat, Node};
 use super::literal;
+use skynet_cluster::engine::{Address, CallError, Config, Heartbeat, Node};
 use skynet_cluster::{seri, wire};
 use std::time::{Duration, Instant};
 
