@@ -1,8 +1,9 @@
 //! `skc_node`: create / destroy a node, its node map, listening, registered names.
 
 use super::error::{guard, skc_status, Error, Res};
-use super::event::LinkSlot;
+use super::event::{self, LinkSlot};
 use super::handle::{self, cstr, lookup, out, remove, Obj};
+use super::log::{self, LogSlot};
 use crate::engine::{Config, Handle, Node, NodeMap};
 use parking_lot::Mutex;
 use std::cell::Cell;
@@ -21,6 +22,8 @@ pub(crate) struct NodeObj {
     pub handle: Handle,
     /// The host's link callback (`skc_set_link_callback`); the engine's hook reports to it.
     pub links: Arc<LinkSlot>,
+    /// The host's log callback (`skc_set_log_callback`; none: stderr).
+    pub logs: Arc<LogSlot>,
 }
 
 thread_local! {
@@ -81,8 +84,11 @@ pub(crate) fn start(cfg: Config, out: *mut *mut skc_node) -> Res<()> {
     let t = handle::new_token();
     let handle = node.handle();
     let links = Arc::new(LinkSlot::default());
-    handle.set_link_hook(Some(links.hook(t)));
-    handle::insert_at(t, Obj::Node(Arc::new(NodeObj { token: t, node: Mutex::new(Some(node)), handle, links })));
+    handle.set_link_hook(Some(event::hook(&links, t)));
+    let logs = Arc::new(LogSlot::default());
+    handle.set_log(Some(log::hook(&logs, t)));
+    let obj = NodeObj { token: t, node: Mutex::new(Some(node)), handle, links, logs };
+    handle::insert_at(t, Obj::Node(Arc::new(obj)));
     handle::out(out, "out", t as *mut skc_node)
 }
 
@@ -117,6 +123,7 @@ pub extern "C" fn skc_node_destroy(node: *mut skc_node) -> skc_status {
         // No link callback runs after this returns (nor one started by a thread still inside
         // a call on this node), so the host may free its `ud`.
         obj.links.set(t, None);
+        obj.logs.set(t, None);
         let n = obj.node.lock().take();
         // Shuts down, joins the I/O thread.
         drop(n);

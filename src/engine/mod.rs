@@ -127,6 +127,7 @@ pub use config::{
 pub use conn::{batch, batch_deferred, Callback, Deferred, Reply};
 pub use error::CallError;
 pub use event::{DownReason, LinkDir, LinkEvent, LinkHook};
+pub use log::{Level, LogHook, LogRecord};
 pub use node::{CallOpts, Handle, Node};
 pub use nodemap::{MapValue, NodeMap};
 pub use service::{FnService, Inbound, Responder, Service};
