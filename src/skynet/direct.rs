@@ -30,7 +30,8 @@
 //! that is not UTF-8 is logged and the call answered with `PTYPE_ERROR` (the message path
 //! does the same).
 
-use super::{Core, MsgBuf};
+use super::batching::MsgBuf;
+use super::Core;
 use crate::engine::Address;
 use crate::lua::api::*;
 use crate::lua::module::{error, resolve_api, run, LuaResult, Raise};
