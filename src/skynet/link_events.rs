@@ -113,7 +113,7 @@ impl Core {
         self.wake();
     }
 
-    /// [`Cmd::LinkEvents`] from `source`; `session` is its call's (0: a send, ignored).
+    /// [`Cmd::LinkEvents`](super::Cmd::LinkEvents) from `source`; `session` is its call's (0: a send, ignored).
     pub(super) fn link_events_cmd(&self, source: u32, session: c_int, what: &[u8]) -> Result<(), String> {
         if session == 0 {
             return Ok(());

@@ -42,7 +42,7 @@
 //!
 //! After a round of socket events that delivered messages, the I/O thread runs them
 //! itself, as one more skynet worker would: `skynet_context_message_dispatch` with a
-//! `skynet_monitor` of its own, up to [`INLINE_BUDGET`] messages or [`INLINE_TIME`]; a
+//! `skynet_monitor` of its own, up to [`INLINE_BUDGET`](inline::INLINE_BUDGET) messages or [`INLINE_TIME`](inline::INLINE_TIME); a
 //! queue it stops with goes back to skynet's global queue and the workers are woken for
 //! it. So the target's handler (and then this service, with the target's answer) runs
 //! without a thread hop: a single call crosses two threads per round trip (each node's
@@ -56,7 +56,7 @@
 //! protocol (pop until empty, or give the queue back) is kept.
 //!
 //! A slow handler must not hold up the node's cluster I/O: once a message has run
-//! [`STANDBY_AFTER`] on the I/O thread, the engine's standby thread serves the links
+//! [`STANDBY_AFTER`](inline::STANDBY_AFTER) on the I/O thread, the engine's standby thread serves the links
 //! until it ends (`engine/standby.rs`), inline dispatch pauses (100 ms, then doubling
 //! while slow messages keep coming, up to 10 s; logged) so delivered messages go to
 //! skynet's workers, and skynet's endless-loop check runs on our monitor every 5 s, as
@@ -137,11 +137,11 @@
 //!
 //! # Link events
 //!
-//! [`LinkHook`] is set on the engine: every link going up or down (outbound: a node of the
+//! [`LinkHook`](crate::engine::LinkHook) is set on the engine: every link going up or down (outbound: a node of the
 //! cluster config; inbound: a peer connected to one of our listeners) is queued for each
 //! subscribed service and delivered with `skynet_send`, from the I/O thread, without
 //! blocking it (one short lock; the subscriber's queue keeps at most
-//! [`LINK_EVENTS_KEPT`] events, more are counted as lost). A subscriber long-polls, as
+//! [`LINK_EVENTS_KEPT`](link_events::LINK_EVENTS_KEPT) events, more are counted as lost). A subscriber long-polls, as
 //! skynet's own `sharedata` / `datacenter.wait` do: [`Cmd::LinkEvents`] `"start"`
 //! subscribes the caller (its first events are an `up` for each link open at that moment),
 //! `"poll"` is answered with the events queued since the last poll, at once or when the
@@ -149,13 +149,32 @@
 //! `"stop"` ends it (a waiting poll is answered with no values). `cluster.linkevent(f)`
 //! in `lualib/skynet/cluster.lua` runs that loop and calls `f(event)`. A subscriber that
 //! exits is forgotten when the answer to its waiting poll cannot be delivered; one that
-//! exits with no poll waiting (inside `f`) keeps its queue, at most [`LINK_EVENTS_KEPT`]
+//! exits with no poll waiting (inside `f`) keeps its queue, at most [`LINK_EVENTS_KEPT`](link_events::LINK_EVENTS_KEPT)
 //! events, until this service ends. Polls still waiting at release get `PTYPE_ERROR`.
 //!
 //! Inbound calls whose link closed before their target answered are dropped from the
 //! table of calls in service at the end of that round of events (a target that never
 //! answers, e.g. skynet's logger, would otherwise keep them forever); the answer, if it
 //! ever comes, is freed.
+//!
+//! # Where things are
+//!
+//! * `entry.rs`: the `extern "C"` entry points skynet calls (`skcluster_create`, `_init`,
+//!   `_release`, `_signal`, the message callback); each converts and calls one of:
+//! * `lifecycle.rs`: what init and release do (skynet's API, the wake-up channel, the
+//!   configuration read by `settings.rs`, the engine and its hooks).
+//! * `messages.rs`: the callback's body, by message type; `commands.rs`: the control
+//!   commands ([`Cmd`], one function each, and the reload's node-map rules).
+//! * `outbound.rs`: calls and pushes handed to the engine and their answers to the caller;
+//!   `direct.rs`: the same from the caller's own thread (the `skcluster.direct` Lua module).
+//! * `inbound.rs`: the engine's [`Service`](crate::engine::Service): requests from peers
+//!   become skynet messages.
+//! * `batching.rs`: messages the callback keeps until the flush token, and who frees them.
+//! * `inline.rs`: inline dispatch and its pause policy; `gate.rs`: the [`Gate`] that keeps
+//!   the context and the instance alive while other threads use them; `context.rs`: send,
+//!   log and wake through the skynet context.
+//! * `link_events.rs`: `cluster.linkevent`'s subscribers; `packed.rs`: skynet.pack values
+//!   read by hand on the hot path; `api.rs`: the skynet functions, resolved at init.
 
 mod api;
 mod batching;
