@@ -1128,7 +1128,13 @@ fn config_keys_reach_the_engine() {
     echo_over(&mut b, 2, 4);
     let h = d.health();
     assert_eq!((int(&h, "links"), int(&h, "refused_links")), (2, 1), "{}", show(&h));
-    d.quit();
+    // The engine's own line about it went to skynet's logger (skynet_error), not to stderr.
+    let mut seen = std::mem::take(&mut d.skipped);
+    seen.extend(d.quit());
+    assert!(
+        seen.iter().any(|l| l.starts_with("log skcluster: connection from 127.0.0.1:") && l.contains("max_links")),
+        "{seen:?}"
+    );
 }
 
 /// (b) A bad value: every bad key is logged with what it must be, and the service does

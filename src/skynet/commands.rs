@@ -5,7 +5,7 @@
 use super::api::{PTYPE_ERROR, PTYPE_RESPONSE};
 use super::packed::show_value;
 use super::{Core, Inst};
-use crate::engine::{Handle, Health, NodeAddr};
+use crate::engine::{Handle, Health, MapValue, NodeAddr, NodeMap};
 use crate::seri::{self, Table, Value};
 use std::sync::atomic::Ordering;
 
@@ -163,14 +163,13 @@ impl Inst {
         let Value::Table(t) = map else {
             return Err("skcluster: reload needs a table".into());
         };
-        let entries = node_map(&t, |opt, val| {
+        let map = node_map(&t, |opt, val| {
             core.log(&format!("Config {opt} = {}", show_value(val)));
             if opt == "nowaiting" {
                 handle.set_nowaiting(val.truthy());
             }
         })?;
-        let map: Vec<(&str, Option<&str>)> = entries.iter().map(|(n, a)| (n.as_str(), a.as_deref())).collect();
-        handle.reload(&map);
+        handle.reload(&map.reload_entries());
         Ok(Some(vec![Value::Nil]))
     }
 
@@ -245,35 +244,35 @@ impl Inst {
     }
 }
 
-/// The rules of `cluster.reload`'s table, in one place (the engine's node-map validator
-/// takes over here): a key beginning with `__` is an option, handed to `option` (name
-/// without the `__`, value) in table order as it is met; any other key is a node name
-/// (a string) whose value is `"host:port"` (a string) or `false` (marked down). The first
-/// entry that breaks a rule ends the reload with its error (options met before it have
-/// been handed over).
-fn node_map(t: &Table, mut option: impl FnMut(&str, &Value)) -> Result<Vec<(String, Option<String>)>, String> {
-    let mut entries = Vec::new();
+/// `cluster.reload`'s table, read with the engine's node-map rules ([`NodeMap`], stock
+/// `clusterd`'s): a key beginning with `__` is an option, handed to `option` (name without
+/// the `__`, value) in table order as it is met; any other key is a node name whose value is
+/// `"host:port"` or `false` (marked down). The first entry that breaks a rule ends the reload
+/// with its error (options met before it have been handed over).
+fn node_map(t: &Table, mut option: impl FnMut(&str, &Value)) -> Result<NodeMap, String> {
+    let mut map = NodeMap::default();
     let array = t.array.iter().enumerate().map(|(i, v)| (Value::Integer(i as i64 + 1), v.clone()));
     for (k, val) in array.chain(t.hash.iter().cloned()) {
         let Some(name) = k.as_str().map(str::to_string) else {
             return Err(format!("skcluster: reload: node name {k:?} is not a string"));
         };
+        let text;
+        let v = match &val {
+            Value::String(b) => {
+                text = String::from_utf8_lossy(b).into_owned();
+                MapValue::Str(&text)
+            }
+            Value::Boolean(b) => MapValue::Bool(*b),
+            Value::Integer(n) => MapValue::Num(*n as f64),
+            Value::Real(f) => MapValue::Num(*f),
+            other => MapValue::Other(other.type_name()),
+        };
+        map.add(&name, v).map_err(|e| format!("skcluster: reload: {e}"))?;
         if let Some(opt) = name.strip_prefix("__") {
             option(opt, &val);
-            continue;
-        }
-        match val {
-            Value::String(s) => entries.push((name, Some(String::from_utf8_lossy(&s).into_owned()))),
-            Value::Boolean(false) => entries.push((name, None)),
-            other => {
-                return Err(format!(
-                    "skcluster: reload: address of [{name}] must be a string or false, got {}",
-                    other.type_name()
-                ))
-            }
         }
     }
-    Ok(entries)
+    Ok(map)
 }
 
 /// What `cluster.open(..., maxclient)` bounds a listener to. Stock's gate
@@ -345,7 +344,7 @@ mod tests {
         ]);
         let mut opts = Vec::new();
         let map = node_map(&t, |k, v| opts.push((k.to_string(), v.clone()))).unwrap();
-        assert_eq!(map, vec![("db".into(), Some("127.0.0.1:2528".into())), ("gone".into(), None)]);
+        assert_eq!(map.nodes, vec![("db".into(), Some("127.0.0.1:2528".into())), ("gone".into(), None)]);
         assert_eq!(opts, vec![("nowaiting".to_string(), Value::Boolean(true))]);
         let bad = Table::from_pairs(vec![(s("db"), Value::Integer(1))]);
         assert!(node_map(&bad, |_, _| ()).unwrap_err().contains("must be a string or false, got number"));

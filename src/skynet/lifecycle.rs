@@ -9,7 +9,7 @@ use super::inbound::{InCall, Inbox};
 use super::inline::{inline_dispatch, STANDBY_AFTER};
 use super::link_events::LinkWatch;
 use super::{direct, settings, Core, Inst, State, Texts};
-use crate::engine::{Config, LinkEvent, LinkHook, Node};
+use crate::engine::{Config, LinkEvent, LinkHook, LogHook, LogRecord, Node};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CStr, CString};
@@ -50,6 +50,13 @@ impl Inst {
             }
         });
         node.handle().set_link_hook(Some(hook));
+        // The engine's log lines go to skynet's logger, as every other line of the node.
+        let weak = Arc::downgrade(&core);
+        node.handle().set_log(Some(LogHook::new(move |r: &LogRecord<'_>| {
+            if let Some(core) = weak.upgrade() {
+                core.log(&format!("skcluster: {}", r.text));
+            }
+        })));
         *core.handle.write() = Some(node.handle());
         self.node = Some(node);
         self.wake_fd = wake_fd;
@@ -83,6 +90,7 @@ impl Inst {
             direct::clear_current(core);
             if let Some(h) = core.handle.write().take() {
                 h.set_link_hook(None);
+                h.set_log(None);
             }
         }
         drop(self.node.take()); // joins the I/O thread (unless this is the I/O thread)
