@@ -23,8 +23,14 @@ $(LIB_SO) $(CLI): build
 
 include $(sort $(wildcard mk/*.mk))
 
-test: test-rust $(TESTS)
+test: lint test-rust $(TESTS)
 	@echo "make test: all tests passed"
+
+# The tree is formatted (rustfmt.toml) and clippy-clean, every target, warnings as errors.
+.PHONY: lint
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
 
 .PHONY: test-rust
 test-rust:

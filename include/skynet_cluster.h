@@ -141,6 +141,28 @@ typedef int32_t skc_down_reason;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// How much a log line matters.
+enum skc_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The node cannot do its job (its poll failed, a callback of yours panicked).
+  SKC_LOG_ERROR = 0,
+  // What a peer or a limit did: a link closed on an error, a connection refused by a
+  // limit, accept paused for lack of descriptors, a message refused by a budget.
+  SKC_LOG_WARN = 1,
+  // A state that ended well (accept resumed).
+  SKC_LOG_INFO = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum skc_log_level skc_log_level;
+#else
+typedef int32_t skc_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // The type of one value in a `skc_values`.
 enum skc_type
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -226,6 +248,24 @@ typedef struct skc_link_event {
 // on the I/O thread and `skc_node_destroy` of its own node fail with `SKC_ERR_DEADLOCK`.
 // Ownership: `ev` and everything it points to are borrowed for the call.
 typedef void (*skc_link_cb)(void *ud, const struct skc_link_event *ev);
+
+// One log line, as the log callback sees it; borrowed for the call only.
+typedef struct skc_log_record {
+  skc_log_level level;
+  // When the line reports a link going down: why (as in `skc_link_event`), else
+  // `SKC_DOWN_NONE`.
+  skc_down_reason reason;
+  // The text, NUL-terminated, never NULL.
+  const char *text;
+  // Bytes of `text` without the NUL.
+  size_t text_len;
+} skc_log_record;
+
+// The log callback given to `skc_set_log_callback`. Runs on the thread that logs (usually
+// the node's I/O thread), one line at a time per thread: it must not block and must not
+// unwind. The same rules as the link callback apply to what it may call.
+// Ownership: `rec` and its text are borrowed for the call.
+typedef void (*skc_log_cb)(void *ud, const struct skc_log_record *rec);
 
 // What `skc_call_async` calls when the call ends. `status` is `SKC_OK` with the answer in
 // `data`/`len`, or an error code with its text in `data`/`len` (NUL-terminated, the NUL not
@@ -440,8 +480,11 @@ skc_status skc_reload(struct skc_node *node,
                       size_t n);
 
 // `skc_reload` from text in stock's cluster config format, e.g.
-// `"db = \"127.0.0.1:2528\"\ndb2 = false\n__nowaiting = true"`. Nothing is applied when the
-// text does not parse (`SKC_ERR_INVALID`, the text names the line).
+// `"db = \"127.0.0.1:2528\"\ndb2 = false\n__nowaiting = true"`, read with stock `clusterd`'s
+// rules: `name = "host:port"` or `["any name"] = ...`, `false` marks a node down, keys
+// beginning with `__` are options (`__nowaiting`: any value but false turns it on), `--`
+// comments. Nothing is applied when the text does not parse (`SKC_ERR_INVALID`, the text
+// names the line).
 //
 // Ownership: `text` is borrowed for the call. Thread-safety: thread-safe.
 skc_status skc_reload_text(struct skc_node *node, const char *text);
@@ -593,6 +636,19 @@ skc_status skc_node_new_with(const struct skc_config *cfg, struct skc_node **out
 // Thread-safety: thread-safe. Waits for calls of the old callback running on other threads,
 // which must not block, so it does not block for long.
 skc_status skc_set_link_callback(struct skc_node *node, skc_link_cb cb, void *ud);
+
+// Sets (or replaces) where the node's log lines go: `cb` gets each line (level, the reason
+// when it reports a link going down, the text) instead of stderr. A NULL `cb` sends them to
+// stderr again (`ud` is then ignored). Lines a peer could make flood are rate-limited by the
+// engine before they reach the callback.
+//
+// When this returns, the previous callback is not running on any other thread and will not
+// be called again, so its `ud` may be freed (called from inside a callback of the node, it
+// does not wait).
+//
+// Ownership: `ud` stays the caller's; it must stay valid until the callback is replaced or
+// cleared, or the node destroyed. Thread-safety: thread-safe.
+skc_status skc_set_log_callback(struct skc_node *node, skc_log_cb cb, void *ud);
 
 // Sets the trace tag of the calls the calling thread makes from now on (`skc_call`,
 // `skc_call_async`, `skc_call_queued`, `skc_query`), like `skynet.trace`: each such call is

@@ -5,10 +5,17 @@
 //! `capi` (the C ABI). Data flows one way: bytes enter at `engine`, are cut by `wire`,
 //! and leave through an adapter.
 
+//!
+//! The adapters are cargo features, all on by default (the cdylib carries them all):
+//! `lua` (the drop-in module), `capi` (the C ABI, and the header generated from it),
+//! `skynet` (the skynet C service; needs `lua`). The layers under them are always there.
+
+#[cfg(feature = "capi")]
 pub mod capi;
 pub mod engine;
-pub mod literal;
+#[cfg(feature = "lua")]
 pub mod lua;
 pub mod seri;
+#[cfg(feature = "skynet")]
 pub mod skynet;
 pub mod wire;

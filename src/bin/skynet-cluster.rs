@@ -15,6 +15,8 @@ mod cli;
 mod floor;
 #[path = "skynet-cluster/hold.rs"]
 mod hold;
+#[path = "skynet-cluster/literal.rs"]
+mod literal;
 #[path = "skynet-cluster/procstat.rs"]
 mod procstat;
 #[path = "skynet-cluster/serve.rs"]

@@ -2,9 +2,8 @@
 
 use super::error::{guard, quiet, skc_status};
 use super::node::{get, in_callback, skc_node};
+use super::slot::Slot;
 use crate::engine::{DownReason, LinkDir, LinkEvent, LinkHook};
-use parking_lot::{Condvar, Mutex};
-use std::cell::Cell;
 use std::os::raw::{c_char, c_void};
 use std::sync::Arc;
 
@@ -89,103 +88,55 @@ pub type skc_link_cb = Option<unsafe extern "C" fn(ud: *mut c_void, ev: *const s
 
 type Cb = unsafe extern "C" fn(*mut c_void, *const skc_link_event);
 
-/// A node's link callback, and how many calls of it are running, so that replacing it can
-/// wait until the old one is no longer running (the host may then free its `ud`).
-#[derive(Default)]
-pub(crate) struct LinkSlot {
-    st: Mutex<SlotState>,
-    idle: Condvar,
-}
+/// A node's link callback (see `slot.rs`).
+pub(crate) type LinkSlot = Slot<Cb>;
 
-#[derive(Default)]
-struct SlotState {
-    cb: Option<(Cb, usize)>,
-    running: usize,
-}
-
-thread_local! {
-    /// The token of the node whose link callback runs on this thread right now (0: none).
-    static IN_LINK_CB: Cell<usize> = const { Cell::new(0) };
-}
-
-impl LinkSlot {
-    /// The engine hook that reports to this slot's callback for node `token`.
-    pub(crate) fn hook(self: &Arc<Self>, token: usize) -> LinkHook {
-        let slot = Arc::downgrade(self);
-        Arc::new(move |ev: &LinkEvent| {
-            if let Some(s) = slot.upgrade() {
-                quiet(|| s.run(token, ev));
-            }
-        })
-    }
-
-    fn run(&self, token: usize, ev: &LinkEvent) {
-        let (cb, ud) = {
-            let mut st = self.st.lock();
-            let Some(c) = st.cb else { return };
-            st.running += 1;
-            c
-        };
-        struct Done<'a>(&'a LinkSlot, usize);
-        impl Drop for Done<'_> {
-            fn drop(&mut self) {
-                IN_LINK_CB.with(|c| c.set(self.1));
-                let mut st = self.0.st.lock();
-                st.running -= 1;
-                if st.running == 0 {
-                    self.0.idle.notify_all();
-                }
-            }
+/// The engine hook that reports to `slot`'s callback for node `token`.
+pub(crate) fn hook(slot: &Arc<LinkSlot>, token: usize) -> LinkHook {
+    let slot = Arc::downgrade(slot);
+    Arc::new(move |ev: &LinkEvent| {
+        if let Some(s) = slot.upgrade() {
+            quiet(|| run(&s, token, ev));
         }
-        let _done = Done(self, IN_LINK_CB.with(|c| c.replace(token)));
-        let mut node = ev.node.as_bytes().to_vec();
-        node.push(0);
-        let peer = ev.peer.map(|p| {
-            let mut v = p.to_string().into_bytes();
-            v.push(0);
-            v
-        });
-        let (reason, mut text) = match &ev.down {
-            None => (skc_down_reason::SKC_DOWN_NONE, Vec::new()),
-            Some(r) => (reason_code(r), r.to_string().into_bytes()),
-        };
-        let reason_len = text.len();
-        text.push(0);
-        let e = skc_link_event {
-            dir: match ev.dir {
-                LinkDir::Outbound => skc_link_dir::SKC_LINK_OUTBOUND,
-                LinkDir::Inbound => skc_link_dir::SKC_LINK_INBOUND,
-            },
-            node: node.as_ptr().cast(),
-            node_len: node.len() - 1,
-            peer: peer.as_ref().map_or(std::ptr::null(), |p| p.as_ptr().cast()),
-            link: ev.link,
-            up: ev.down.is_none(),
-            reason,
-            reason_text: text.as_ptr().cast(),
-            reason_len,
-        };
-        // SAFETY: the host's callback with its own `ud`, and an event whose pointers (into
-        // `node`, `peer`, `text`, all NUL-terminated) live until it returns (documented as
-        // borrowed for the call).
-        in_callback(token, || unsafe { cb(ud as *mut c_void, &e) });
-    }
-
-    /// Replaces the callback. Unless called from inside this node's link callback, waits
-    /// until no call of the old one is running on any thread.
-    pub(crate) fn set(&self, token: usize, cb: Option<(Cb, usize)>) {
-        let mut st = self.st.lock();
-        st.cb = cb;
-        if IN_LINK_CB.with(|c| c.get()) == token {
-            return;
-        }
-        while st.running > 0 {
-            self.idle.wait(&mut st);
-        }
-    }
+    })
 }
 
-fn reason_code(r: &DownReason) -> skc_down_reason {
+fn run(slot: &LinkSlot, token: usize, ev: &LinkEvent) {
+    let Some((cb, ud, _running)) = slot.enter(token) else { return };
+    let mut node = ev.node.as_bytes().to_vec();
+    node.push(0);
+    let peer = ev.peer.map(|p| {
+        let mut v = p.to_string().into_bytes();
+        v.push(0);
+        v
+    });
+    let (reason, mut text) = match &ev.down {
+        None => (skc_down_reason::SKC_DOWN_NONE, Vec::new()),
+        Some(r) => (reason_code(r), r.to_string().into_bytes()),
+    };
+    let reason_len = text.len();
+    text.push(0);
+    let e = skc_link_event {
+        dir: match ev.dir {
+            LinkDir::Outbound => skc_link_dir::SKC_LINK_OUTBOUND,
+            LinkDir::Inbound => skc_link_dir::SKC_LINK_INBOUND,
+        },
+        node: node.as_ptr().cast(),
+        node_len: node.len() - 1,
+        peer: peer.as_ref().map_or(std::ptr::null(), |p| p.as_ptr().cast()),
+        link: ev.link,
+        up: ev.down.is_none(),
+        reason,
+        reason_text: text.as_ptr().cast(),
+        reason_len,
+    };
+    // SAFETY: the host's callback with its own `ud`, and an event whose pointers (into
+    // `node`, `peer`, `text`, all NUL-terminated) live until it returns (documented as
+    // borrowed for the call).
+    in_callback(token, || unsafe { cb(ud as *mut c_void, &e) });
+}
+
+pub(crate) fn reason_code(r: &DownReason) -> skc_down_reason {
     use skc_down_reason::*;
     match r {
         DownReason::PeerClosed => SKC_DOWN_PEER_CLOSED,

@@ -14,7 +14,8 @@
 //!
 //! Modules: `error` (codes, last error), `handle` (registry, argument helpers, `skc_free`),
 //! `node` (node, node map, listen, names), `config` (node settings before the node starts),
-//! `event` (link up/down callback), `call` (call, async call, push, query, trace),
+//! `event` (link up/down callback), `log` (log lines to a callback), `slot` (a callback
+//! held by a node), `call` (call, async call, push, query, trace),
 //! `queue` (completion queue with an eventfd), `serve` (handler, responders), `pack`
 //! (skynet.pack builder and reader), `stats` (per-link counters, node health).
 
@@ -32,6 +33,8 @@ mod node;
 
 mod config;
 mod event;
+mod log;
+mod slot;
 
 mod call;
 mod queue;
@@ -46,6 +49,7 @@ pub use config::*;
 pub use error::{skc_last_error, skc_last_error_len, skc_status, skc_status_name};
 pub use event::*;
 pub use handle::skc_free;
+pub use log::{skc_log_cb, skc_log_level, skc_log_record, skc_set_log_callback};
 pub use node::*;
 pub use pack::*;
 pub use queue::*;
@@ -60,9 +64,4 @@ use std::os::raw::c_char;
 #[no_mangle]
 pub extern "C" fn skc_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
-}
-
-/// Node-map parsing, shared with the CLI and tests.
-pub fn parse_node_map(text: &str) -> Result<node::NodeMap, String> {
-    node::parse_node_map(text)
 }

@@ -1,9 +1,10 @@
 //! `skc_node`: create / destroy a node, its node map, listening, registered names.
 
 use super::error::{guard, skc_status, Error, Res};
-use super::event::LinkSlot;
+use super::event::{self, LinkSlot};
 use super::handle::{self, cstr, lookup, out, remove, Obj};
-use crate::engine::{Config, Handle, Node};
+use super::log::{self, LogSlot};
+use crate::engine::{Config, Handle, Node, NodeMap};
 use parking_lot::Mutex;
 use std::cell::Cell;
 use std::os::raw::c_char;
@@ -21,6 +22,8 @@ pub(crate) struct NodeObj {
     pub handle: Handle,
     /// The host's link callback (`skc_set_link_callback`); the engine's hook reports to it.
     pub links: Arc<LinkSlot>,
+    /// The host's log callback (`skc_set_log_callback`; none: stderr).
+    pub logs: Arc<LogSlot>,
 }
 
 thread_local! {
@@ -81,8 +84,11 @@ pub(crate) fn start(cfg: Config, out: *mut *mut skc_node) -> Res<()> {
     let t = handle::new_token();
     let handle = node.handle();
     let links = Arc::new(LinkSlot::default());
-    handle.set_link_hook(Some(links.hook(t)));
-    handle::insert_at(t, Obj::Node(Arc::new(NodeObj { token: t, node: Mutex::new(Some(node)), handle, links })));
+    handle.set_link_hook(Some(event::hook(&links, t)));
+    let logs = Arc::new(LogSlot::default());
+    handle.set_log(Some(log::hook(&logs, t)));
+    let obj = NodeObj { token: t, node: Mutex::new(Some(node)), handle, links, logs };
+    handle::insert_at(t, Obj::Node(Arc::new(obj)));
     handle::out(out, "out", t as *mut skc_node)
 }
 
@@ -117,6 +123,7 @@ pub extern "C" fn skc_node_destroy(node: *mut skc_node) -> skc_status {
         // No link callback runs after this returns (nor one started by a thread still inside
         // a call on this node), so the host may free its `ud`.
         obj.links.set(t, None);
+        obj.logs.set(t, None);
         let n = obj.node.lock().take();
         // Shuts down, joins the I/O thread.
         drop(n);
@@ -215,57 +222,12 @@ pub extern "C" fn skc_reload(
     })
 }
 
-/// A parsed node map: `(name, Some("host:port") | None = down)` entries, and `__nowaiting`.
-pub type NodeMap = (Vec<(String, Option<String>)>, Option<bool>);
-
-/// Parses a node map in stock's cluster config format (the file `clustername` names):
-/// one `name = "host:port"` or `name = false` per line, `--` comments, blank lines, and
-/// `__nowaiting = true|false` (calls to a node without address fail at once instead of
-/// waiting). Entries are separated by newlines or `,`/`;`.
-pub(crate) fn parse_node_map(text: &str) -> Result<NodeMap, String> {
-    let mut map = Vec::new();
-    let mut nowaiting = None;
-    for (ln, line) in text.lines().enumerate() {
-        let line = line.split("--").next().unwrap_or("");
-        for entry in line.split([',', ';']) {
-            let entry = entry.trim();
-            if entry.is_empty() {
-                continue;
-            }
-            let Some((k, v)) = entry.split_once('=') else {
-                return Err(format!("line {}: expected `name = \"host:port\"` or `name = false`", ln + 1));
-            };
-            let k = k.trim();
-            let v = v.trim();
-            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("line {}: bad node name `{k}`", ln + 1));
-            }
-            if k == "__nowaiting" {
-                nowaiting = Some(match v {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(format!("line {}: __nowaiting must be true or false", ln + 1)),
-                });
-                continue;
-            }
-            let addr = if v == "false" {
-                None
-            } else if v.len() >= 2
-                && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
-            {
-                Some(v[1..v.len() - 1].to_string())
-            } else {
-                return Err(format!("line {}: the address of `{k}` must be a quoted \"host:port\" or false", ln + 1));
-            };
-            map.push((k.to_string(), addr));
-        }
-    }
-    Ok((map, nowaiting))
-}
-
 /// `skc_reload` from text in stock's cluster config format, e.g.
-/// `"db = \"127.0.0.1:2528\"\ndb2 = false\n__nowaiting = true"`. Nothing is applied when the
-/// text does not parse (`SKC_ERR_INVALID`, the text names the line).
+/// `"db = \"127.0.0.1:2528\"\ndb2 = false\n__nowaiting = true"`, read with stock `clusterd`'s
+/// rules: `name = "host:port"` or `["any name"] = ...`, `false` marks a node down, keys
+/// beginning with `__` are options (`__nowaiting`: any value but false turns it on), `--`
+/// comments. Nothing is applied when the text does not parse (`SKC_ERR_INVALID`, the text
+/// names the line).
 ///
 /// Ownership: `text` is borrowed for the call. Thread-safety: thread-safe.
 #[no_mangle]
@@ -273,12 +235,11 @@ pub extern "C" fn skc_reload_text(node: *mut skc_node, text: *const c_char) -> s
     guard(|| {
         let nd = get(node)?;
         let t = cstr(text, "text")?;
-        let (map, nowaiting) = parse_node_map(t).map_err(Error::invalid)?;
-        let refs: Vec<(&str, Option<&str>)> = map.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-        if let Some(w) = nowaiting {
+        let map = NodeMap::parse(t).map_err(Error::invalid)?;
+        if let Some(w) = map.nowaiting {
             nd.handle.set_nowaiting(w);
         }
-        nd.handle.reload(&refs);
+        nd.handle.reload(&map.reload_entries());
         Ok(())
     })
 }
@@ -335,30 +296,4 @@ pub extern "C" fn skc_link_up(node: *mut skc_node, peer: *const c_char, up: *mut
         let p = cstr(peer, "peer")?;
         out(up, "up", nd.handle.link_up(p))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_node_map;
-
-    #[test]
-    fn stock_cluster_config_format() {
-        let (m, w) = parse_node_map(
-            "__nowaiting = true\t-- If you turn this flag off ...\n\ndb = \"127.0.0.1:2528\"\ndb2 = '127.0.0.1:2529'; db3 = false\n",
-        )
-        .unwrap();
-        assert_eq!(w, Some(true));
-        assert_eq!(
-            m,
-            vec![
-                ("db".to_string(), Some("127.0.0.1:2528".to_string())),
-                ("db2".to_string(), Some("127.0.0.1:2529".to_string())),
-                ("db3".to_string(), None),
-            ]
-        );
-        for bad in ["db = 127.0.0.1:1", "db", "d-b = false", "__nowaiting = 1", "= \"x\""] {
-            assert!(parse_node_map(bad).is_err(), "{bad}");
-        }
-        assert!(parse_node_map("ok = false\nbad").unwrap_err().starts_with("line 2"));
-    }
 }

@@ -144,6 +144,9 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Probe idle outbound links (see [`Heartbeat`]). `None` (the default): stock behaviour.
     pub heartbeat: Option<Heartbeat>,
+    /// Where the engine's log lines go (`None`: stderr). Replaceable later with
+    /// [`Handle::set_log`](super::Handle::set_log).
+    pub log: Option<super::LogHook>,
 }
 
 impl Default for Config {
@@ -168,6 +171,7 @@ impl Default for Config {
             multi_timeout: Some(Duration::from_secs(60)),
             idle_timeout: None,
             heartbeat: None,
+            log: None,
         }
     }
 }

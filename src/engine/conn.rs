@@ -182,13 +182,13 @@ pub(crate) struct Pending {
 impl Pending {
     /// Ends the call. A panicking callback is caught and logged, so that it cannot take
     /// the I/O thread down.
-    pub fn complete(self, r: Result<Reply<'_>, CallError>) {
+    pub fn complete(self, r: Result<Reply<'_>, CallError>, log: &super::log::Logger) {
         match self.waiter {
             Waiter::Slot(s) => s.set(r.map(Reply::into_vec)),
             Waiter::Probe => {}
             Waiter::Callback(cb) => {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r))).is_err() {
-                    super::log::warn("a call_with callback panicked");
+                    log.error("a call_with callback panicked");
                 }
             }
         }
@@ -727,7 +727,7 @@ impl Conn {
             LinkStats::add(&self.stats.errors, calls as u64);
         }
         for (_, p) in pending {
-            p.complete(Err(CallError::LinkDown(reason.to_string())));
+            p.complete(Err(CallError::LinkDown(reason.to_string())), &self.io.log);
         }
         true
     }

@@ -12,7 +12,7 @@ use super::budget::{Budget, Counters};
 use super::config::Config;
 use super::conn::{batch, Conn};
 use super::event::{DownReason, LinkDir, LinkEvent};
-use super::log::{self, RateLimit};
+use super::log::{Level, Logger, RateLimit};
 use super::node::Inner;
 use super::pool::Pool;
 use super::service::{Inbound, Responder};
@@ -92,6 +92,8 @@ pub(crate) struct IoShared {
     pub send: Budget,
     pub reasm: Arc<Budget>,
     pub counters: Counters,
+    /// Where log lines go (the host's hook, or stderr).
+    pub log: Logger,
 }
 
 impl IoShared {
@@ -111,6 +113,7 @@ impl IoShared {
             send: Budget::new(cfg.max_send_total),
             reasm: Arc::new(Budget::new(cfg.max_reassembly_total)),
             counters: Counters::default(),
+            log: Logger::new(cfg.log.clone()),
         })
     }
 
@@ -307,7 +310,7 @@ impl IoLoop {
         }
         if let Err(e) = self.poll.poll(events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
-                log::warn(&format!("poll failed: {e}"));
+                self.inner.io.log.error(&format!("poll failed: {e}"));
                 return true;
             }
         }
@@ -421,7 +424,7 @@ impl IoLoop {
         io.next_deadline.fetch_min(min, Ordering::SeqCst);
         for (stats, p) in expired {
             LinkStats::add(&stats.timeouts, 1);
-            p.complete(Err(super::CallError::Timeout));
+            p.complete(Err(super::CallError::Timeout), &io.log);
         }
         for t in stalled {
             let peer = self.conns.get(&t).and_then(|e| e.conn.peer);
@@ -468,10 +471,14 @@ impl IoLoop {
                 Ok((mut stream, peer)) => {
                     if let Some(s) = l.stall.take() {
                         let n = self.conns.len();
-                        log::warn(&format!(
-                            "accept resumed after {:.1}s without file descriptors ({n} links open)",
-                            self.now.saturating_duration_since(s.since).as_secs_f64()
-                        ));
+                        self.inner.io.log.log(
+                            Level::Info,
+                            None,
+                            &format!(
+                                "accept resumed after {:.1}s without file descriptors ({n} links open)",
+                                self.now.saturating_duration_since(s.since).as_secs_f64()
+                            ),
+                        );
                     }
                     let full = l.max_clients.is_some_and(|m| l.open >= m);
                     if full || !self.inner.io.links.try_take(1) {
@@ -484,8 +491,10 @@ impl IoLoop {
                                 format!("node limit of {} links (max_links)", self.inner.io.links.limit()),
                             )
                         };
-                        self.refused_log
-                            .warn(self.now, || format!("connection from {peer} refused: {why} reached ({open} open)"));
+                        let log = &self.inner.io.log;
+                        self.refused_log.log(log, Level::Warn, None, self.now, || {
+                            format!("connection from {peer} refused: {why} reached ({open} open)")
+                        });
                         drop(stream);
                         continue;
                     }
@@ -496,7 +505,7 @@ impl IoLoop {
                     if let Err(e) =
                         self.inner.io.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
                     {
-                        log::warn(&format!("register accepted socket: {e}"));
+                        self.inner.io.log.warn(&format!("register accepted socket: {e}"));
                         l.open -= 1;
                         self.inner.io.links.give(1);
                         continue;
@@ -536,7 +545,7 @@ impl IoLoop {
                         }
                         None => {
                             Counters::add(&self.inner.io.counters.accept_stalls);
-                            log::warn(&format!(
+                            self.inner.io.log.warn(&format!(
                                 "accept paused: {e} ({} links open); retrying until descriptors free up",
                                 self.conns.len()
                             ));
@@ -551,7 +560,8 @@ impl IoLoop {
                     if e.raw_os_error() == Some(libc::ECONNABORTED) || e.raw_os_error() == Some(libc::EPROTO) {
                         continue;
                     }
-                    self.refused_log.warn(self.now, || format!("accept failed: {e}"));
+                    let log = &self.inner.io.log;
+                    self.refused_log.log(log, Level::Warn, None, self.now, || format!("accept failed: {e}"));
                     return;
                 }
             }
@@ -578,13 +588,16 @@ impl IoLoop {
         }
         if !matches!(why, DownReason::PeerClosed | DownReason::Reload | DownReason::Shutdown) {
             let peer = peer_text(&conn);
+            let log = &self.inner.io.log;
             if conn.inbound {
-                self.inbound_close_log.warn(self.now, || format!("accepted link ({peer}) closed: {why}"));
+                let text = || format!("accepted link ({peer}) closed: {why}");
+                self.inbound_close_log.log(log, Level::Warn, Some(&why), self.now, text);
             } else {
                 let node = conn.node.clone();
                 let limit =
                     self.outbound_close_log.entry(node).or_insert_with(|| RateLimit::new(OUTBOUND_CLOSE_LOG_EVERY));
-                limit.warn(self.now, || format!("link to [{}] ({peer}) closed: {why}", conn.node));
+                let text = || format!("link to [{}] ({peer}) closed: {why}", conn.node);
+                limit.log(log, Level::Warn, Some(&why), self.now, text);
             }
         }
         self.inner.link_event(LinkEvent {
@@ -956,7 +969,7 @@ fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, 
                         // The node's reassembly budget is full: this message is the one
                         // refused, now; the link and the other messages go on.
                         Counters::add(&inner.io.counters.over_budget);
-                        log::warn(&format!(
+                        inner.io.log.warn(&format!(
                             "multi-part request of {total} bytes from {} refused: node reassembly budget of {} bytes is full",
                             peer_text(&e.conn),
                             inner.io.reasm.limit()
@@ -1078,7 +1091,7 @@ fn dispatch(
         None => conn.respond_direct(session, Err(b"no service")),
     }));
     if r.is_err() {
-        log::warn(&format!("service handler panicked (session {session}); link kept"));
+        inner.io.log.error(&format!("service handler panicked (session {session}); link kept"));
     }
 }
 
@@ -1145,7 +1158,7 @@ fn complete(conn: &Conn, session: u32, r: Result<super::Reply<'_>, super::CallEr
     if r.is_err() {
         LinkStats::add(&conn.stats.errors, 1);
     }
-    p.complete(r);
+    p.complete(r, &conn.io.log);
 }
 
 /// Accept failed for lack of descriptors or kernel memory: retry later, not now.

@@ -109,6 +109,7 @@ mod housekeep;
 mod io;
 mod log;
 mod node;
+mod nodemap;
 mod pack;
 mod pool;
 mod service;
@@ -125,7 +126,9 @@ pub use config::{
 pub use conn::{batch, batch_deferred, Callback, Deferred, Reply};
 pub use error::CallError;
 pub use event::{DownReason, LinkDir, LinkEvent, LinkHook};
+pub use log::{Level, LogHook, LogRecord};
 pub use node::{CallOpts, Handle, Node};
+pub use nodemap::{MapValue, NodeMap};
 pub use service::{FnService, Inbound, Responder, Service};
 pub use stats::{LinkStats, StatsSnapshot};
 

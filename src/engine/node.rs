@@ -6,6 +6,7 @@ use super::conn::{batching, Callback, Conn, Pending, Slot, Waiter};
 use super::error::CallError;
 use super::event::{DownReason, LinkDir, LinkEvent, LinkHook};
 use super::io::{Cmd, IoLoop, IoShared};
+use super::log::LogHook;
 use super::service::Service;
 use super::standby::Runner;
 use super::stats::{LinkStats, StatsSnapshot};
@@ -67,7 +68,7 @@ impl Inner {
             return;
         };
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&ev))).is_err() {
-            super::log::warn("the link-event hook panicked");
+            self.io.log.error("the link-event hook panicked");
         }
     }
 
@@ -313,6 +314,11 @@ impl Handle {
         }
         self.inner.names.write().insert(name.as_bytes().to_vec(), addr);
         Ok(())
+    }
+
+    /// Sets (or clears: stderr) where the engine's log lines go (see [`LogHook`]).
+    pub fn set_log(&self, hook: Option<LogHook>) {
+        self.inner.io.log.set(hook);
     }
 
     /// Sets (or clears) the hook told of every link going up or down (see [`LinkEvent`]).

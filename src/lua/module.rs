@@ -24,7 +24,7 @@
 
 use super::api::*;
 use crate::wire::{self, Address, DecodeError, Request, RequestKind, Response, MULTI_PART};
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_int, c_void, CStr};
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
@@ -702,7 +702,7 @@ macro_rules! lua_functions {
                 unsafe { run(l, |api, l| $inner(api, l)) }
             }
         )*
-        const FUNCTIONS: &[(&str, lua_CFunction)] = &[ $( (concat!($lua_name, "\0"), $shim) ),* ];
+        const FUNCTIONS: &[(&CStr, lua_CFunction)] = &[ $( (c_name(concat!($lua_name, "\0")), $shim) ),* ];
     };
 }
 
@@ -730,12 +730,33 @@ unsafe fn open_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
                 "skynet.cluster.core supports Lua 5.4 and 5.5, the host's Lua core is {version}"
             )));
         }
-        (api.lua_createtable)(l, 0, FUNCTIONS.len() as c_int);
-        for (name, f) in FUNCTIONS {
-            (api.lua_pushcclosure)(l, *f, 0);
-            (api.lua_setfield)(l, -2, name.as_ptr().cast());
-        }
+        push_module_table(api, l, FUNCTIONS);
         Ok(1)
+    }
+}
+
+/// A function's name for a module table, checked at compile time.
+const fn c_name(with_nul: &'static str) -> &'static CStr {
+    match CStr::from_bytes_with_nul(with_nul.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("a Lua function name ends with its only NUL"),
+    }
+}
+
+/// Pushes a new table holding `functions` (name, C function): what a `luaopen_*` of the
+/// library returns (`skynet.cluster.core`, `skcluster.direct`).
+///
+/// # SAFETY
+/// `l` is a valid state with room for two more values (a table and a function).
+pub(crate) unsafe fn push_module_table(api: &LuaApi, l: *mut lua_State, functions: &[(&CStr, lua_CFunction)]) {
+    // SAFETY: per this function's contract; each name is NUL-terminated (a `CStr`), and
+    // lua_setfield pops the function pushed just before it.
+    unsafe {
+        (api.lua_createtable)(l, 0, functions.len() as c_int);
+        for (name, f) in functions {
+            (api.lua_pushcclosure)(l, *f, 0);
+            (api.lua_setfield)(l, -2, name.as_ptr());
+        }
     }
 }
 

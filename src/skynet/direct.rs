@@ -30,10 +30,11 @@
 //! that is not UTF-8 is logged and the call answered with `PTYPE_ERROR` (the message path
 //! does the same).
 
-use super::{Core, MsgBuf};
+use super::batching::MsgBuf;
+use super::Core;
 use crate::engine::Address;
 use crate::lua::api::*;
-use crate::lua::module::{error, resolve_api, run, LuaResult, Raise};
+use crate::lua::module::{error, push_module_table, resolve_api, run, LuaResult, Raise};
 use parking_lot::RwLock;
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
@@ -181,13 +182,7 @@ unsafe fn open_inner(api: &LuaApi, l: *mut lua_State) -> LuaResult {
         return Err(error("skcluster is not running in this process"));
     }
     // SAFETY: `l` is valid; one table plus one function slot are used.
-    unsafe {
-        (api.lua_createtable)(l, 0, 2);
-        (api.lua_pushcclosure)(l, l_call, 0);
-        (api.lua_setfield)(l, -2, c"call".as_ptr());
-        (api.lua_pushcclosure)(l, l_send, 0);
-        (api.lua_setfield)(l, -2, c"send".as_ptr());
-    }
+    unsafe { push_module_table(api, l, &[(c"call", l_call), (c"send", l_send)]) };
     Ok(1)
 }
 

@@ -4,8 +4,9 @@
 //! errors exit 2 (one line); transport errors (connect, timeout, link down, heartbeat) exit 3.
 
 use super::args::{parse_secs, usage_error};
+use super::literal;
 use skynet_cluster::engine::{Address, CallError, Config, Heartbeat, Node};
-use skynet_cluster::{literal, seri, wire};
+use skynet_cluster::{seri, wire};
 use std::time::{Duration, Instant};
 
 const PEER: &str = "target";
@@ -117,8 +118,15 @@ fn payload(args: &[String]) -> Result<Vec<u8>, String> {
     seri::encode(&values).map_err(|e| format!("cannot pack the arguments: {e}"))
 }
 
-fn node(c: &Cmd) -> Result<Node, Fail> {
-    let cfg = Config { nowaiting: true, heartbeat: c.heartbeat.map(Heartbeat::every), ..Config::default() };
+/// A node for one command. `cmd` names it in log lines; `links`: whether the engine's lines
+/// about links going down are shown (a call reports its own failure, with the same reason).
+fn node(c: &Cmd, cmd: &'static str, links: bool) -> Result<Node, Fail> {
+    let cfg = Config {
+        nowaiting: true,
+        heartbeat: c.heartbeat.map(Heartbeat::every),
+        log: Some(super::sys::log_hook(cmd, links, false)),
+        ..Config::default()
+    };
     let node = Node::new(cfg).map_err(|e| Fail::Op(format!("cannot start a node: {e}")))?;
     node.reload(&[(PEER, Some(&c.target))]);
     Ok(node)
@@ -164,7 +172,7 @@ pub fn call(argv: Vec<String>) -> i32 {
         let c = parse(argv, 1)?;
         let addr = address(&c.rest[0])?;
         let p = payload(&c.rest[1..])?;
-        let node = node(&c)?;
+        let node = node(&c, "call", false)?;
         Ok(match node.call(PEER, addr, &p, c.timeout) {
             Ok(answer) => {
                 print_answer(&answer);
@@ -181,7 +189,7 @@ pub fn push(argv: Vec<String>) -> i32 {
         let c = parse(argv, 1)?;
         let addr = address(&c.rest[0])?;
         let p = payload(&c.rest[1..])?;
-        let node = node(&c)?;
+        let node = node(&c, "push", true)?;
         // What the push puts on the wire (a single-frame push carries session 0; a multi-part
         // one the link's first session): the push has left once this many bytes were written.
         let mut frames = Vec::new();
@@ -217,7 +225,7 @@ pub fn query(argv: Vec<String>) -> i32 {
             return Err(Fail::Usage("query takes exactly one NAME".into()));
         }
         let name = c.rest[0].strip_prefix('@').unwrap_or(&c.rest[0]);
-        let node = node(&c)?;
+        let node = node(&c, "query", false)?;
         Ok(match node.query(PEER, name, c.timeout) {
             Ok(a) => {
                 println!("{a}");

@@ -134,7 +134,8 @@ pub fn main(argv: Vec<String>) -> i32 {
     // Before the node starts its threads, so that they inherit the mask: SIGUSR1 is taken
     // by sigwait below, never by a handler.
     let sigs = Signals::block(&[libc::SIGUSR1]);
-    let node = match Node::new(o.cfg.clone()) {
+    let cfg = Config { log: Some(sys::log_hook("serve", true, true)), ..o.cfg.clone() };
+    let node = match Node::new(cfg) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("skynet-cluster serve: cannot start: {e}");

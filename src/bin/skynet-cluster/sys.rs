@@ -157,3 +157,20 @@ pub fn health_line(h: &Health) -> String {
         h.accept_stalls
     )
 }
+
+/// The engine's log for a subcommand: one line on stderr, `skynet-cluster CMD: text`, with a
+/// timestamp for the long-running ones. Without `links`, lines that report a link going down
+/// are left out: the command reports that failure itself (a call's error, watch's events),
+/// so the user reads it once.
+pub fn log_hook(cmd: &'static str, links: bool, stamp: bool) -> skynet_cluster::engine::LogHook {
+    skynet_cluster::engine::LogHook::new(move |r| {
+        if r.reason.is_some() && !links {
+            return;
+        }
+        if stamp {
+            eprintln!("{} skynet-cluster {cmd}: {}: {}", timestamp(), r.level, r.text);
+        } else {
+            eprintln!("skynet-cluster {cmd}: {}: {}", r.level, r.text);
+        }
+    })
+}

@@ -134,6 +134,7 @@ pub fn main(argv: Vec<String>) -> i32 {
         // A node that is down is retried at each query, not later.
         backoff_min: Duration::from_millis(100).min(o.interval / 2),
         backoff_max: (o.interval * 3 / 4).max(Duration::from_millis(100).min(o.interval / 2)),
+        log: Some(sys::log_hook("watch", false, true)),
         ..Config::default()
     };
     let node = match Node::new(cfg) {

@@ -9,7 +9,7 @@
 //! a later assignment to the same key replaces an earlier one, as in a Lua constructor.
 //! [`print`] writes a value back as a Lua literal that [`parse`] (and Lua) reads to the same value.
 
-use crate::seri::{Table, Value};
+use skynet_cluster::seri::{Table, Value};
 use std::fmt::Write;
 
 /// Parses one Lua literal (surrounding whitespace allowed).
@@ -300,7 +300,7 @@ impl Parser<'_> {
 
     fn table(&mut self) -> Result<Value, String> {
         self.depth += 1;
-        if self.depth > crate::seri::MAX_DEPTH + 1 {
+        if self.depth > skynet_cluster::seri::MAX_DEPTH + 1 {
             return Err(self.err("tables nested too deep"));
         }
         self.i += 1; // {
