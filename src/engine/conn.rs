@@ -17,6 +17,7 @@
 //! * When the socket is full (`WouldBlock`) the rest waits for the writable edge, which the
 //!   I/O thread handles.
 
+use super::call::{Pending, Waiter};
 use super::error::CallError;
 use super::event::DownReason;
 use super::io::{Cmd, IoShared};
@@ -26,13 +27,11 @@ use crate::wire::PART_HEADER;
 use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::Token;
-use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::cell::RefCell;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,95 +56,6 @@ pub(crate) const FAIR_SHARE: usize = 1 << 20;
 /// What escapes the count is below one granule per link (64 MiB at the default 16384 links).
 const BUDGET_GRANULE: usize = 4 << 10;
 
-/// The answer to a call, handed to a callback: borrowed from the engine's read buffer for
-/// a single-frame answer, owned for a reassembled multi-part one. Copy it (or call
-/// [`Reply::into_vec`]) to keep it past the callback.
-pub struct Reply<'a>(ReplyInner<'a>);
-
-enum ReplyInner<'a> {
-    Borrowed(&'a [u8]),
-    /// A reassembled answer; its buffer goes back to the node's pool unless taken.
-    Owned(Vec<u8>, Option<Arc<IoShared>>),
-}
-
-impl Drop for Reply<'_> {
-    fn drop(&mut self) {
-        if let ReplyInner::Owned(v, Some(io)) = &mut self.0 {
-            io.pool.put(std::mem::take(v));
-        }
-    }
-}
-
-impl<'a> Reply<'a> {
-    pub(crate) fn borrowed(b: &'a [u8]) -> Self {
-        Reply(ReplyInner::Borrowed(b))
-    }
-    pub(crate) fn pooled(v: Vec<u8>, io: Arc<IoShared>) -> Self {
-        Reply(ReplyInner::Owned(v, Some(io)))
-    }
-    pub fn as_slice(&self) -> &[u8] {
-        match &self.0 {
-            ReplyInner::Borrowed(b) => b,
-            ReplyInner::Owned(v, _) => v,
-        }
-    }
-    /// The payload as an owned vector: a move for a multi-part answer, one copy otherwise.
-    pub fn into_vec(mut self) -> Vec<u8> {
-        match &mut self.0 {
-            ReplyInner::Borrowed(b) => b.to_vec(),
-            ReplyInner::Owned(v, io) => {
-                *io = None;
-                std::mem::take(v)
-            }
-        }
-    }
-}
-
-impl Deref for Reply<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-/// What [`Handle::call_with`](super::Handle::call_with) calls when the call ends. It runs
-/// on the engine's I/O thread (or on the thread whose action ended the call, e.g. a
-/// reload); it must not block.
-pub type Callback = Box<dyn FnOnce(Result<Reply<'_>, CallError>) + Send + 'static>;
-
-/// Where a blocking caller waits.
-pub(crate) struct Slot {
-    m: Mutex<Option<Result<Vec<u8>, CallError>>>,
-    cv: Condvar,
-}
-
-impl Slot {
-    pub fn new() -> Self {
-        Slot { m: Mutex::new(None), cv: Condvar::new() }
-    }
-    pub fn set(&self, r: Result<Vec<u8>, CallError>) {
-        *self.m.lock() = Some(r);
-        self.cv.notify_one();
-    }
-    /// Waits until set or until `deadline`; `None` on timeout.
-    pub fn wait(&self, deadline: Option<Instant>) -> Option<Result<Vec<u8>, CallError>> {
-        let mut g = self.m.lock();
-        loop {
-            if let Some(r) = g.take() {
-                return Some(r);
-            }
-            match deadline {
-                None => self.cv.wait(&mut g),
-                Some(d) => {
-                    if self.cv.wait_until(&mut g, d).timed_out() {
-                        return g.take();
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// One piece of a link's send queue: bytes we encoded, or a slice of a payload the caller
 /// handed over (`bytes::Bytes`), written from where it is.
 pub(crate) enum Chunk {
@@ -159,38 +69,6 @@ impl Chunk {
         match self {
             Chunk::Buf(v) => v,
             Chunk::Shared(b) => b,
-        }
-    }
-}
-
-pub(crate) enum Waiter {
-    Slot(Arc<Slot>),
-    Callback(Callback),
-    /// A heartbeat probe: its answer (any) only proves the peer alive; not a call, so not
-    /// in the link's stats.
-    Probe,
-}
-
-/// A call waiting for its answer.
-pub(crate) struct Pending {
-    pub waiter: Waiter,
-    pub start: Instant,
-    /// Only for callbacks: blocking callers time out on their own.
-    pub deadline: Option<Instant>,
-}
-
-impl Pending {
-    /// Ends the call. A panicking callback is caught and logged, so that it cannot take
-    /// the I/O thread down.
-    pub fn complete(self, r: Result<Reply<'_>, CallError>, log: &super::log::Logger) {
-        match self.waiter {
-            Waiter::Slot(s) => s.set(r.map(Reply::into_vec)),
-            Waiter::Probe => {}
-            Waiter::Callback(cb) => {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r))).is_err() {
-                    log.error("a call_with callback panicked");
-                }
-            }
         }
     }
 }
@@ -211,7 +89,7 @@ pub(crate) struct ConnState {
     /// A writable edge (or a flush request) arrived while someone was flushing.
     writable_hint: bool,
     /// Already in the current thread's deferred-flush list.
-    dirty: bool,
+    pub(super) dirty: bool,
     pub connected: bool,
     pub ever_connected: bool,
     pub closed: Option<String>,
@@ -360,126 +238,6 @@ pub(crate) struct Conn {
     pub st: Mutex<ConnState>,
 }
 
-thread_local! {
-    static BATCH: RefCell<Option<Vec<Arc<Conn>>>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with socket writes deferred: every link written to inside is flushed once, at
-/// the end. Nested scopes join the outermost one.
-pub fn batch<R>(f: impl FnOnce() -> R) -> R {
-    let outer = BATCH.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.is_some() {
-            false
-        } else {
-            *b = Some(Vec::new());
-            true
-        }
-    });
-    if !outer {
-        return f();
-    }
-    struct Guard;
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            flush_batch();
-        }
-    }
-    let _g = Guard;
-    f()
-}
-
-/// Links written to inside a [`batch_deferred`] scope and not flushed yet. Flushing may
-/// happen on any thread; dropping flushes too (so nothing stays unwritten).
-#[derive(Default)]
-pub struct Deferred(Vec<Arc<Conn>>);
-
-impl Deferred {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Adds the links of `other` (each link once).
-    pub fn merge(&mut self, mut other: Deferred) {
-        for c in other.0.drain(..) {
-            if !self.0.iter().any(|x| Arc::ptr_eq(x, &c)) {
-                self.0.push(c);
-            }
-        }
-    }
-
-    /// Writes what the links have queued.
-    pub fn flush(mut self) {
-        flush_list(std::mem::take(&mut self.0));
-    }
-}
-
-impl Drop for Deferred {
-    fn drop(&mut self) {
-        flush_list(std::mem::take(&mut self.0));
-    }
-}
-
-fn flush_list(list: Vec<Arc<Conn>>) {
-    for c in list {
-        c.st.lock().dirty = false;
-        c.flush_or_report();
-    }
-}
-
-/// As [`batch`], but the links written to are returned instead of flushed: the caller
-/// flushes them later (e.g. after more requests joined them), from any thread. Inside an
-/// outer scope, the outer scope flushes and the result is empty.
-pub fn batch_deferred<R>(f: impl FnOnce() -> R) -> (R, Deferred) {
-    if batching() {
-        return (f(), Deferred::default());
-    }
-    BATCH.with(|b| *b.borrow_mut() = Some(Vec::new()));
-    struct Guard {
-        done: bool,
-    }
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            // On a panic inside `f`: end the scope and write what it queued.
-            if !self.done {
-                flush_batch();
-            }
-        }
-    }
-    let mut g = Guard { done: false };
-    let r = f();
-    g.done = true;
-    let list = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
-    (r, Deferred(list))
-}
-
-/// Flushes the links written to in the current batch scope and ends the scope.
-fn flush_batch() {
-    let list = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
-    for c in list {
-        c.st.lock().dirty = false;
-        c.flush_or_report();
-    }
-}
-
-/// Inside a [`batch`] scope: writes what the scope has deferred so far and keeps the
-/// scope open. The I/O thread calls it between two full reads of a long burst, so that
-/// answers stream out while the rest of the burst is read (without it, a peer that sends
-/// many large requests at once gets no answer until all of them are read, and the two
-/// directions of the link take turns instead of overlapping).
-pub(crate) fn flush_batch_early() {
-    let list = BATCH.with(|b| b.borrow_mut().as_mut().map(std::mem::take)).unwrap_or_default();
-    for c in list {
-        c.st.lock().dirty = false;
-        c.flush_or_report();
-    }
-}
-
-/// True inside a [`batch`] scope on this thread.
-pub(crate) fn batching() -> bool {
-    BATCH.with(|b| b.borrow().is_some())
-}
-
 impl Conn {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -559,17 +317,7 @@ impl Conn {
         if force {
             return true;
         }
-        let deferred = BATCH.with(|b| match b.borrow_mut().as_mut() {
-            Some(list) => {
-                if !st.dirty {
-                    st.dirty = true;
-                    list.push(self.clone());
-                }
-                true
-            }
-            None => false,
-        });
-        !deferred
+        !super::batch::defer(self, &mut st.dirty)
     }
 
     /// Flushes; a write error closes the link (through the I/O thread).

@@ -68,7 +68,7 @@ impl IoLoop {
                 }
             }
             if e.probe.is_none() && now.saturating_duration_since(e.last_in) >= hb.interval {
-                e.probe = super::node::send_probe(&e.conn).map(|s| (s, now));
+                e.probe = super::peer::send_probe(&e.conn).map(|s| (s, now));
             }
         }
         for (t, why, heartbeat) in closing {

@@ -8,24 +8,26 @@
 //! produced during the iteration (responses, calls issued by callbacks) leaves in one
 //! write per link at the end.
 
+use super::accept::{Listener, ACCEPT_RETRY_MAX, REFUSED_LOG_EVERY};
+use super::answers::on_responses;
+use super::batch::batch;
 use super::budget::{Budget, Counters};
 use super::config::Config;
-use super::conn::{batch, Conn};
+use super::conn::Conn;
+use super::direct::{direct_at_boundary, read_direct, start_direct, Direct};
 use super::event::{DownReason, LinkDir, LinkEvent};
 use super::log::{Level, Logger, RateLimit};
 use super::node::Inner;
 use super::pool::Pool;
-use super::service::{Inbound, Responder};
+use super::requests::{on_requests, peer_text, ReqMeta};
 use super::stats::LinkStats;
-use super::{pack, sockopt};
-use crate::wire::{self, Address, Begin, OwnedAddress, Part, Request, Response};
+use crate::wire;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::{self, Read as _};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -36,24 +38,11 @@ pub(crate) const WAKER: Token = Token(0);
 /// 512 KiB about doubles 1 MiB calls at concurrency 8 against 256 KiB).
 pub(crate) const SCRATCH: usize = 512 << 10;
 const NO_DEADLINE: u64 = u64::MAX;
-/// Smallest rest of a message worth reading straight into its reassembly buffer.
-const DIRECT_MIN: usize = 16 << 10;
-/// Most parts one direct read expects after the current one (1 MiB).
-const DIRECT_PARTS: usize = 32;
-/// Room a direct read that should complete a message of `DIRECT_BIG` bytes or more leaves
-/// for what follows: small, so that the next large message's first part is likely cut
-/// short and joined directly too. After smaller messages the whole read buffer follows
-/// (measured: a 16 KiB tail after 64 KiB messages costs more in syscalls and early writes
-/// than the copies it saves).
-const DIRECT_TAIL: usize = 16 << 10;
-const DIRECT_BIG: usize = 256 << 10;
-/// Bytes before the data of a part frame (length prefix, type, session), both directions.
-const PART_HEADER: usize = wire::PART_HEADER;
 /// A link's reassembler: its declared totals also count against the node's budget.
-type Reassembler<M> = wire::Reassembler<M, Arc<Budget>>;
+pub(super) type Reassembler<M> = wire::Reassembler<M, Arc<Budget>>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Read {
+pub(super) enum Read {
     No,
     Yes,
     ToEnd,
@@ -153,31 +142,20 @@ impl IoShared {
     }
 }
 
-/// What a multi-part request's header said: address, push flag, the trace tag before it.
-type ReqMeta = (OwnedAddress, bool, Option<Vec<u8>>);
-
-/// A part whose body is being read straight into its message's reassembly buffer.
-struct Direct {
-    session: u32,
-    /// Bytes of the part's body still to come.
-    left: usize,
-    last: bool,
-}
-
 pub(super) struct Entry {
     pub(super) conn: Arc<Conn>,
-    partial: Vec<u8>,
+    pub(super) partial: Vec<u8>,
     /// Set while the rest of a large part goes straight into its reassembly buffer
     /// (`partial` is empty then).
-    direct: Option<Direct>,
+    pub(super) direct: Option<Direct>,
     /// The multi-part message whose header or part was the last frame handled: its next
     /// part is expected to follow.
-    last_multi: Option<u32>,
+    pub(super) last_multi: Option<u32>,
     /// Inbound: multi-part requests being joined; meta = (address, push, trace).
-    req_parts: Option<Reassembler<ReqMeta>>,
+    pub(super) req_parts: Option<Reassembler<ReqMeta>>,
     /// Outbound: multi-part responses being joined.
-    resp_parts: Option<Reassembler<()>>,
-    trace: Option<Vec<u8>>,
+    pub(super) resp_parts: Option<Reassembler<()>>,
+    pub(super) trace: Option<Vec<u8>>,
     /// Inbound: the listener that accepted it.
     pub(super) listener: Option<Token>,
     /// When bytes last arrived (the round's clock): idle timeout, heartbeat.
@@ -187,7 +165,7 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    fn new(conn: Arc<Conn>, now: Instant) -> Entry {
+    pub(super) fn new(conn: Arc<Conn>, now: Instant) -> Entry {
         let req_parts = conn.inbound.then(|| {
             let cfg = conn_cfg(&conn);
             Reassembler::with_budget(cfg.0, cfg.1, conn.io.reasm.clone())
@@ -222,28 +200,6 @@ fn conn_cfg(conn: &Conn) -> (usize, usize) {
     (conn.max_message, conn.max_multi_pending)
 }
 
-/// A listening socket, its own bound on accepted links, and its state after running out
-/// of file descriptors.
-pub(super) struct Listener {
-    sock: TcpListener,
-    max_clients: Option<usize>,
-    /// Links it accepted that are still open.
-    pub(super) open: usize,
-    /// Accepting stopped (EMFILE/ENFILE) at `since`; retried at `retry_at`, backing off.
-    pub(super) stall: Option<Stall>,
-}
-
-pub(super) struct Stall {
-    pub since: Instant,
-    pub retry_at: Instant,
-    pub backoff: Duration,
-}
-
-/// First and longest wait before accepting again after running out of descriptors.
-const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
-/// Refused connections (link limits) are logged at most once per this long.
-const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Accepted links closed for a reason worth logging: at most one line per this long.
 const INBOUND_CLOSE_LOG_EVERY: Duration = Duration::from_secs(1);
 /// A link to one peer node closed (or failed to connect): at most one line per this long.
@@ -259,7 +215,7 @@ pub(crate) struct IoLoop {
     /// Housekeeping (timeouts, heartbeats, accept retries) runs every `tick`, when any is on.
     tick: Option<Duration>,
     next_tick: Instant,
-    refused_log: RateLimit,
+    pub(super) refused_log: RateLimit,
     /// Close lines: accepted links together (a hostile peer could open thousands), and per
     /// peer node (a node that stays down fails a connect attempt per call).
     inbound_close_log: RateLimit,
@@ -418,7 +374,7 @@ impl IoLoop {
                 }
             }
         }
-        if let Some(d) = super::node::expire_deferred(&self.inner, now_i) {
+        if let Some(d) = super::waiting::expire_deferred(&self.inner, now_i) {
             min = min.min(io.ms(d));
         }
         io.next_deadline.fetch_min(min, Ordering::SeqCst);
@@ -445,7 +401,7 @@ impl IoLoop {
                     self.on_event(t, Read::ToEnd, true, scratch);
                 }
                 Cmd::AddListener(t, sock, max_clients) => {
-                    self.listeners.insert(t, Listener { sock, max_clients, open: 0, stall: None });
+                    self.listeners.insert(t, Listener::new(sock, max_clients));
                     self.accept(t, scratch);
                 }
                 Cmd::Resume(t) => self.on_event(t, Read::ToEnd, false, scratch),
@@ -454,118 +410,6 @@ impl IoLoop {
             }
         }
         stop
-    }
-
-    /// Accepts every waiting connection of listener `t`. Beyond the node's `max_links` or
-    /// the listener's own bound a connection is closed at once (counted, logged rate-limited),
-    /// as stock's gate does past `maxclient`. Out of descriptors (EMFILE, ENFILE, ENOBUFS,
-    /// ENOMEM), the listener stalls: housekeeping retries it with backoff (no spinning, and
-    /// with edge-triggered polling no new edge would come for connections already waiting),
-    /// logged once per episode.
-    pub(super) fn accept(&mut self, t: Token, scratch: &mut [u8]) {
-        loop {
-            let Some(l) = self.listeners.get_mut(&t) else {
-                return;
-            };
-            match l.sock.accept() {
-                Ok((mut stream, peer)) => {
-                    if let Some(s) = l.stall.take() {
-                        let n = self.conns.len();
-                        self.inner.io.log.log(
-                            Level::Info,
-                            None,
-                            &format!(
-                                "accept resumed after {:.1}s without file descriptors ({n} links open)",
-                                self.now.saturating_duration_since(s.since).as_secs_f64()
-                            ),
-                        );
-                    }
-                    let full = l.max_clients.is_some_and(|m| l.open >= m);
-                    if full || !self.inner.io.links.try_take(1) {
-                        Counters::add(&self.inner.io.counters.refused_links);
-                        let (open, why) = if full {
-                            (l.open, format!("listener limit of {} links", l.max_clients.unwrap_or(0)))
-                        } else {
-                            (
-                                self.inner.io.links.used(),
-                                format!("node limit of {} links (max_links)", self.inner.io.links.limit()),
-                            )
-                        };
-                        let log = &self.inner.io.log;
-                        self.refused_log.log(log, Level::Warn, None, self.now, || {
-                            format!("connection from {peer} refused: {why} reached ({open} open)")
-                        });
-                        drop(stream);
-                        continue;
-                    }
-                    l.open += 1;
-                    let _ = stream.set_nodelay(true);
-                    sockopt::keepalive(stream.as_raw_fd(), self.inner.cfg.keepalive);
-                    let token = self.inner.io.token();
-                    if let Err(e) =
-                        self.inner.io.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                    {
-                        self.inner.io.log.warn(&format!("register accepted socket: {e}"));
-                        l.open -= 1;
-                        self.inner.io.links.give(1);
-                        continue;
-                    }
-                    let conn = Arc::new(Conn::new(
-                        token,
-                        stream,
-                        true,
-                        Some(peer),
-                        String::new(),
-                        self.inner.inbound_stats.clone(),
-                        self.inner.io.clone(),
-                        &self.inner.cfg,
-                        0,
-                    ));
-                    LinkStats::add(&self.inner.inbound_stats.connects, 1);
-                    let mut e = Entry::new(conn, self.now);
-                    e.listener = Some(t);
-                    self.conns.insert(token, e);
-                    self.inner.link_event(LinkEvent {
-                        dir: LinkDir::Inbound,
-                        node: String::new(),
-                        peer: Some(peer),
-                        link: token.0 as u64,
-                        down: None,
-                    });
-                    self.on_event(token, Read::ToEnd, false, scratch);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if out_of_descriptors(&e) => {
-                    let now = self.now;
-                    match &mut l.stall {
-                        Some(s) => {
-                            s.backoff = (s.backoff * 2).min(ACCEPT_RETRY_MAX);
-                            s.retry_at = now + s.backoff;
-                        }
-                        None => {
-                            Counters::add(&self.inner.io.counters.accept_stalls);
-                            self.inner.io.log.warn(&format!(
-                                "accept paused: {e} ({} links open); retrying until descriptors free up",
-                                self.conns.len()
-                            ));
-                            l.stall =
-                                Some(Stall { since: now, retry_at: now + ACCEPT_RETRY_MIN, backoff: ACCEPT_RETRY_MIN });
-                        }
-                    }
-                    return;
-                }
-                Err(e) => {
-                    // A connection that died in the backlog (ECONNABORTED...): next one.
-                    if e.raw_os_error() == Some(libc::ECONNABORTED) || e.raw_os_error() == Some(libc::EPROTO) {
-                        continue;
-                    }
-                    let log = &self.inner.io.log;
-                    self.refused_log.log(log, Level::Warn, None, self.now, || format!("accept failed: {e}"));
-                    return;
-                }
-            }
-        }
     }
 
     /// Closes link `t`: fails its pending calls, releases its socket (the I/O thread's and
@@ -609,7 +453,7 @@ impl IoLoop {
         });
     }
 
-    fn on_event(&mut self, t: Token, read: Read, writable: bool, scratch: &mut [u8]) {
+    pub(super) fn on_event(&mut self, t: Token, read: Read, writable: bool, scratch: &mut [u8]) {
         let Some(e) = self.conns.get(&t) else { return };
         let conn = e.conn.clone();
         if !conn.inbound {
@@ -711,7 +555,7 @@ impl IoLoop {
             }
             if n == room {
                 // More is waiting: let the answers produced so far leave now.
-                super::conn::flush_batch_early();
+                super::batch::flush_batch_early();
             }
         }
     }
@@ -720,7 +564,7 @@ impl IoLoop {
 /// Handles the complete frames at the front of `data` and keeps the incomplete rest: in
 /// `partial`, or, when it starts a large part of a message being joined, in that
 /// message's buffer (the rest of the part is then read straight there: [`read_direct`]).
-fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), DownReason> {
+pub(super) fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), DownReason> {
     let used = if e.conn.inbound { on_requests(inner, e, data)? } else { on_responses(e, data)? };
     let rest = &data[used..];
     e.partial.clear();
@@ -733,204 +577,6 @@ fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), DownRea
     Ok(())
 }
 
-/// If `rest` (an incomplete frame) is a part of a message being joined, with its header
-/// complete and at least `DIRECT_MIN` bytes of its body still to come: moves what is there
-/// into the message's buffer and sets `e.direct`.
-fn start_direct(e: &mut Entry, rest: &[u8]) -> bool {
-    let head =
-        if e.conn.inbound { wire::decode_request_part_header(rest) } else { wire::decode_response_part_header(rest) };
-    let Some(wire::PartHeader { session, len: body, last }) = head else {
-        return false;
-    };
-    let have = rest.len() - PART_HEADER;
-    if have >= body {
-        return false;
-    }
-    let pool = &e.conn.io.pool;
-    let found = if e.conn.inbound {
-        e.req_parts.as_mut().and_then(|r| r.direct(session, body, last, pool))
-    } else {
-        e.resp_parts.as_mut().and_then(|r| r.direct(session, body, last, pool))
-    };
-    let Some((buf, total)) = found else {
-        return false;
-    };
-    if total - buf.len() - have < DIRECT_MIN {
-        return false;
-    }
-    buf.extend_from_slice(&rest[PART_HEADER..]);
-    e.direct = Some(Direct { session, left: body - have, last });
-    true
-}
-
-/// When the data ended right after a header or part of a message still being joined of
-/// at least `DIRECT_MIN` more bytes: expects its next part at the start of the next read
-/// (sets `e.direct` with nothing left of a current part).
-fn direct_at_boundary(e: &mut Entry) -> bool {
-    let Some(session) = e.last_multi else {
-        return false;
-    };
-    let pool = &e.conn.io.pool;
-    let found = if e.conn.inbound {
-        e.req_parts.as_mut().and_then(|r| r.direct(session, 0, false, pool))
-    } else {
-        e.resp_parts.as_mut().and_then(|r| r.direct(session, 0, false, pool))
-    };
-    match found {
-        Some((buf, total)) if total - buf.len() >= DIRECT_MIN => {
-            e.direct = Some(Direct { session, left: 0, last: false });
-            true
-        }
-        _ => false,
-    }
-}
-
-/// One `readv` while `e.direct` is set: the rest of the current part goes straight into
-/// its message's buffer, and so do the following parts of the same message (up to
-/// `DIRECT_PARTS`), whose 7-byte headers land in a small array between them and are
-/// checked against what they must be. Whatever does not match (a stock peer interleaving
-/// other frames) and what follows the message is then handled as usual. Returns the bytes
-/// read and the room offered, or `None` on `WouldBlock`.
-fn read_direct(inner: &Arc<Inner>, e: &mut Entry, scratch: &mut [u8]) -> Result<Option<(usize, usize)>, DownReason> {
-    let d = e.direct.take().expect("direct read without a direct part");
-    let session = d.session;
-    let inbound = e.conn.inbound;
-    let fd = e.conn.stream.as_raw_fd();
-    let found = if inbound {
-        e.req_parts.as_mut().and_then(|r| r.buf(session))
-    } else {
-        e.resp_parts.as_mut().and_then(|r| r.buf(session))
-    };
-    let Some((buf, total)) = found else {
-        return Err(DownReason::Protocol(format!("multi-part session {session} vanished")));
-    };
-    // The parts expected: (data bytes, last), the current one first.
-    let mut parts = [(0usize, false); DIRECT_PARTS + 1];
-    let mut expect = [[0u8; PART_HEADER]; DIRECT_PARTS];
-    parts[0] = (d.left, d.last);
-    let mut np = 1;
-    let mut pos = buf.len() + d.left;
-    if !d.last {
-        while pos < total && np <= DIRECT_PARTS {
-            let chunk = (total - pos).min(wire::MULTI_PART);
-            let last = pos + chunk == total;
-            expect[np - 1] = if inbound {
-                wire::request_part_header(session, chunk, last)
-            } else {
-                wire::response_part_header(session, chunk, last)
-            };
-            parts[np] = (chunk, last);
-            np += 1;
-            pos += chunk;
-        }
-    }
-    debug_assert!(pos <= total && total <= buf.capacity());
-    let completes = parts[np - 1].1;
-    let tail = match (completes, total >= DIRECT_BIG) {
-        (false, _) => 0,
-        (true, true) => DIRECT_TAIL.min(scratch.len()),
-        (true, false) => scratch.len(),
-    };
-    let mut hdrs = [[0u8; PART_HEADER]; DIRECT_PARTS];
-    let mut iov: Vec<libc::iovec> = Vec::with_capacity(2 * np + 1);
-    let base = buf.as_mut_ptr();
-    let mut off = buf.len();
-    for (i, &(len, _)) in parts[..np].iter().enumerate() {
-        if i > 0 {
-            iov.push(libc::iovec { iov_base: hdrs[i - 1].as_mut_ptr().cast(), iov_len: PART_HEADER });
-        }
-        if len == 0 {
-            continue; // at a frame boundary: the plan starts with the next part's header
-        }
-        // SAFETY: `off + len <= pos <= total <= buf.capacity()` (the plan above stops at the
-        // declared total and the buffer was taken with that capacity), so the pointer stays
-        // inside the buffer's allocation.
-        iov.push(libc::iovec { iov_base: unsafe { base.add(off) }.cast(), iov_len: len });
-        off += len;
-    }
-    if tail > 0 {
-        iov.push(libc::iovec { iov_base: scratch.as_mut_ptr().cast(), iov_len: tail });
-    }
-    let room: usize = iov.iter().map(|v| v.iov_len).sum();
-    let r = loop {
-        // Every iovec describes memory we own and nobody else touches during the call:
-        // spare capacity of `buf` (in bounds, see above), the `hdrs` array, the front of
-        // `scratch`; the kernel writes at most `iov_len` bytes to each.
-        // SAFETY: as above; `fd` is the link's open socket, kept alive by `e.conn`.
-        let r = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
-        if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        break r;
-    };
-    drop(iov);
-    if r < 0 {
-        let err = io::Error::last_os_error();
-        e.direct = Some(d);
-        return match err.kind() {
-            io::ErrorKind::WouldBlock => Ok(None),
-            _ => Err(DownReason::Io(format!("read failed: {err}"))),
-        };
-    }
-    if r == 0 {
-        return Err(DownReason::PeerClosed);
-    }
-    let n = r as usize;
-    LinkStats::add(&e.conn.stats.bytes_in, n as u64);
-    // Walk what arrived, in stream order.
-    let mut k = n;
-    let mut len = buf.len();
-    let mut off = len;
-    let mut leftover: Option<Vec<u8>> = None;
-    let mut complete = false;
-    for (i, &(plen, last)) in parts[..np].iter().enumerate() {
-        if k == 0 {
-            break;
-        }
-        let hm = if i > 0 { k.min(PART_HEADER) } else { 0 };
-        k -= hm;
-        let dm = k.min(plen);
-        k -= dm;
-        let matched = leftover.is_none() && (i == 0 || (hm == PART_HEADER && hdrs[i - 1] == expect[i - 1]));
-        if matched {
-            // SAFETY: the kernel wrote these `dm` bytes right after the buffer's current
-            // length (`off == len` while every part so far matched), within its capacity.
-            unsafe { buf.set_len(len + dm) };
-            len += dm;
-            if dm < plen {
-                e.direct = Some(Direct { session, left: plen - dm, last });
-                debug_assert_eq!(k, 0);
-                return Ok(Some((n, room)));
-            }
-            complete = last;
-        } else {
-            let lo = leftover.get_or_insert_with(Vec::new);
-            lo.extend_from_slice(&hdrs[i - 1][..hm]);
-            // SAFETY: the kernel wrote these `dm` bytes at `off` inside the buffer's
-            // capacity (the iovec above), so they are initialized; nothing else aliases them.
-            lo.extend_from_slice(unsafe { std::slice::from_raw_parts(base.add(off), dm) });
-        }
-        off += plen;
-    }
-    if complete {
-        if inbound {
-            if let Some((meta, payload)) = e.req_parts.as_mut().and_then(|r| r.take_full(session)) {
-                request_done(inner, &e.conn, session, meta, payload);
-            }
-        } else if let Some(((), payload)) = e.resp_parts.as_mut().and_then(|r| r.take_full(session)) {
-            complete_multi(&e.conn, session, payload);
-        }
-    }
-    match leftover {
-        Some(mut lo) => {
-            lo.extend_from_slice(&scratch[..k]);
-            process(inner, e, &lo)?;
-        }
-        None => process(inner, e, &scratch[..k])?,
-    }
-    Ok(Some((n, room)))
-}
-
 /// `Ok(true)`: connected; `Ok(false)`: still in progress.
 fn connect_status(conn: &Conn) -> Result<bool, String> {
     if let Ok(Some(err)) | Err(err) = conn.stream.take_error() {
@@ -941,227 +587,4 @@ fn connect_status(conn: &Conn) -> Result<bool, String> {
         Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
         Err(err) => Err(err.to_string()),
     }
-}
-
-/// Handles the complete request frames at the front of `data`; returns the bytes used.
-fn on_requests(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<usize, DownReason> {
-    let mut cut = wire::FrameCutter::new(data);
-    for body in cut.by_ref() {
-        let req = wire::decode_request(body).map_err(|err| protocol(&e.conn, format!("bad request frame: {err}")))?;
-        e.last_multi = match req {
-            Request::MultiHeader { session, .. } | Request::Part { session, last: false, .. } => Some(session),
-            _ => None,
-        };
-        match req {
-            Request::Trace { tag } => e.trace = Some(tag.to_vec()),
-            Request::Single { addr, session, payload } => {
-                let trace = e.trace.take();
-                dispatch(inner, &e.conn, addr, session, payload, trace.as_deref(), session == 0, None);
-            }
-            Request::MultiHeader { addr, session, total, push } => {
-                let trace = e.trace.take();
-                let r = e.req_parts.as_mut().expect("inbound");
-                match r.begin(session, total, (OwnedAddress::of(addr), push, trace)) {
-                    Ok(Begin::Joining) => {}
-                    // Counted when its last part is answered.
-                    Ok(Begin::Spoiled) => {}
-                    Ok(Begin::Refused) => {
-                        // The node's reassembly budget is full: this message is the one
-                        // refused, now; the link and the other messages go on.
-                        Counters::add(&inner.io.counters.over_budget);
-                        inner.io.log.warn(&format!(
-                            "multi-part request of {total} bytes from {} refused: node reassembly budget of {} bytes is full",
-                            peer_text(&e.conn),
-                            inner.io.reasm.limit()
-                        ));
-                        if !push {
-                            e.conn.respond_direct(session, Err(REASSEMBLY_FULL));
-                        }
-                    }
-                    Err(err) => return Err(protocol(&e.conn, err.to_string())),
-                }
-            }
-            Request::Part { session, data, last } => {
-                let r = e.req_parts.as_mut().expect("inbound");
-                match r.part(session, data, last, &inner.io.pool) {
-                    Ok(Part::More) | Ok(Part::Dropped) => {}
-                    Ok(Part::Done(meta, payload)) => request_done(inner, &e.conn, session, meta, payload),
-                    // Stock answers these and keeps the link (see wire/reassembly.rs).
-                    Ok(Part::Invalid(_)) => {
-                        Counters::add(&inner.io.counters.protocol_errors);
-                        e.conn.respond_direct(session, Err(b"Invalid large req"));
-                    }
-                    Ok(Part::Orphan) => {
-                        Counters::add(&inner.io.counters.protocol_errors);
-                        e.conn.respond_direct(session, Err(b"Invalid name"));
-                    }
-                    Err(err) => return Err(protocol(&e.conn, err.to_string())),
-                }
-            }
-        }
-    }
-    Ok(cut.consumed())
-}
-
-/// The error text of a request refused because the node's reassembly budget is full.
-pub(crate) const REASSEMBLY_FULL: &[u8] = b"overloaded: node reassembly budget is full";
-
-/// A protocol error that closes the link (counted).
-fn protocol(conn: &Conn, why: String) -> DownReason {
-    Counters::add(&conn.io.counters.protocol_errors);
-    DownReason::Protocol(why)
-}
-
-fn peer_text(conn: &Conn) -> String {
-    conn.peer.map_or_else(|| "?".into(), |p| p.to_string())
-}
-
-/// A reassembled request.
-fn request_done(inner: &Arc<Inner>, conn: &Arc<Conn>, session: u32, meta: ReqMeta, payload: Vec<u8>) {
-    let (addr, push, trace) = meta;
-    // As `Bytes` (no copy), so that the service may keep it (Inbound::take_payload); if it
-    // did not, the buffer goes back to the pool.
-    let payload = bytes::Bytes::from(payload);
-    dispatch(inner, conn, addr.as_addr(), session, &payload, trace.as_deref(), push, Some(&payload));
-    if payload.is_unique() {
-        inner.io.pool.put(Vec::from(payload));
-    }
-}
-
-/// A reassembled answer.
-fn complete_multi(conn: &Conn, session: u32, payload: Vec<u8>) {
-    complete(conn, session, Ok(super::Reply::pooled(payload, conn.io.clone())));
-}
-
-/// One whole request: engine-level names first, then the host's service. `owned` is the
-/// buffer behind `payload` when the service may keep it without a copy.
-#[allow(clippy::too_many_arguments)]
-fn dispatch(
-    inner: &Arc<Inner>,
-    conn: &Arc<Conn>,
-    addr: Address<'_>,
-    session: u32,
-    payload: &[u8],
-    trace: Option<&[u8]>,
-    push: bool,
-    owned: Option<&bytes::Bytes>,
-) {
-    let stats = &conn.stats;
-    LinkStats::add(if push { &stats.pushes } else { &stats.calls }, 1);
-    let addr = match addr {
-        Address::Id(0) => {
-            // cluster.query: the payload is skynet.pack(name), the answer packstring(address).
-            if push {
-                return;
-            }
-            let found = pack::unpack_str(payload).and_then(|(name, _)| inner.names.read().get(name).copied());
-            match found {
-                Some(a) => {
-                    let mut out = Vec::with_capacity(9);
-                    pack::pack_int(&mut out, a as i64);
-                    conn.respond_direct(session, Ok(&out));
-                }
-                None => conn.respond_direct(session, Err(b"name not found")),
-            }
-            return;
-        }
-        Address::Name(n) if n.first() == Some(&b'@') => match inner.names.read().get(&n[1..]) {
-            Some(&a) => Address::Id(a),
-            None => {
-                if !push {
-                    conn.respond_direct(session, Err(b"Invalid name"));
-                }
-                return;
-            }
-        },
-        a => a,
-    };
-    let service = inner.service.read().clone();
-    let req = Inbound { addr, session, payload, trace, peer: conn.peer, link: conn.token.0 as u64, owned };
-    // A panicking handler must not take the I/O thread (and every link) down with it: the
-    // panic is caught and logged; an unanswered call's Responder is dropped while unwinding,
-    // which answers `no response`.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match service {
-        Some(s) if push => s.push(req),
-        Some(s) => {
-            conn.inflight.fetch_add(1, Ordering::Relaxed);
-            s.call(req, Responder::new(conn, session));
-        }
-        None if push => {}
-        None => conn.respond_direct(session, Err(b"no service")),
-    }));
-    if r.is_err() {
-        inner.io.log.error(&format!("service handler panicked (session {session}); link kept"));
-    }
-}
-
-/// Handles the complete response frames at the front of `data`; returns the bytes used.
-fn on_responses(e: &mut Entry, data: &[u8]) -> Result<usize, DownReason> {
-    let mut cut = wire::FrameCutter::new(data);
-    for body in cut.by_ref() {
-        let resp =
-            wire::decode_response(body).map_err(|err| protocol(&e.conn, format!("bad response frame: {err}")))?;
-        e.last_multi = match resp {
-            Response::MultiBegin { session, .. } | Response::MultiPart { session, last: false, .. } => Some(session),
-            _ => None,
-        };
-        match resp {
-            Response::Ok { session, payload } => complete(&e.conn, session, Ok(super::Reply::borrowed(payload))),
-            Response::Error { session, msg } => complete(&e.conn, session, Err(super::CallError::Remote(msg.to_vec()))),
-            Response::MultiBegin { session, total } => {
-                let conn = &e.conn;
-                let r = e.resp_parts.get_or_insert_with(|| {
-                    Reassembler::with_budget(conn.max_message, conn.max_multi_pending, conn.io.reasm.clone())
-                });
-                match r.begin(session, total, ()) {
-                    Ok(Begin::Joining) => {}
-                    Ok(Begin::Refused) => {
-                        // This answer is the one refused: its call fails now, its parts are dropped.
-                        Counters::add(&conn.io.counters.over_budget);
-                        complete(conn, session, Err(super::CallError::Overloaded));
-                    }
-                    Ok(Begin::Spoiled) => {
-                        return Err(protocol(conn, format!("duplicate multi-part answer for session {session}")))
-                    }
-                    Err(err) => return Err(protocol(conn, err.to_string())),
-                }
-            }
-            Response::MultiPart { session, data, last } => {
-                let Some(r) = e.resp_parts.as_mut() else {
-                    return Err(protocol(&e.conn, format!("multi-part piece for unknown session {session}")));
-                };
-                let pool = &e.conn.io.pool;
-                match r.part(session, data, last, pool) {
-                    Ok(Part::More) | Ok(Part::Dropped) => {}
-                    Ok(Part::Done((), payload)) => complete_multi(&e.conn, session, payload),
-                    Ok(Part::Invalid(_)) | Ok(Part::Orphan) => {
-                        return Err(protocol(&e.conn, format!("bad multi-part answer for session {session}")))
-                    }
-                    Err(err) => return Err(protocol(&e.conn, err.to_string())),
-                }
-            }
-        }
-    }
-    Ok(cut.consumed())
-}
-
-fn complete(conn: &Conn, session: u32, r: Result<super::Reply<'_>, super::CallError>) {
-    let p = conn.st.lock().pending.remove(&session);
-    let Some(p) = p else { return }; // timed out meanwhile: dropped
-    if !conn.answered.load(Ordering::Relaxed) {
-        conn.answered.store(true, Ordering::Relaxed);
-    }
-    if matches!(p.waiter, super::conn::Waiter::Probe) {
-        return;
-    }
-    conn.stats.record_latency(p.start.elapsed().as_micros() as u64);
-    if r.is_err() {
-        LinkStats::add(&conn.stats.errors, 1);
-    }
-    p.complete(r, &conn.io.log);
-}
-
-/// Accept failed for lack of descriptors or kernel memory: retry later, not now.
-fn out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
 }

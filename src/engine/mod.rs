@@ -100,9 +100,14 @@
 //! with `ConnectFailed`. A link that was up and dropped reconnects on the next call.
 //! Sessions continue across reconnects, as in stock's clustersender.
 
+mod accept;
+mod answers;
+mod batch;
 mod budget;
+mod call;
 mod config;
 mod conn;
+mod direct;
 mod error;
 mod event;
 mod housekeep;
@@ -111,19 +116,24 @@ mod log;
 mod node;
 mod nodemap;
 mod pack;
+mod peer;
 mod pool;
+mod requests;
+mod send;
 mod service;
 pub mod sockopt;
 mod standby;
 mod stats;
+mod waiting;
 
 pub use crate::wire::Address;
+pub use batch::{batch, batch_deferred, Deferred};
 pub use budget::Health;
+pub use call::{Callback, Reply};
 pub use config::{
     default_nodename, Config, Heartbeat, Keepalive, NodeAddr, NodeChange, ReloadReport, DEFAULT_MAX_LINKS,
     DEFAULT_REASSEMBLY_TOTAL, DEFAULT_SEND_TOTAL, HEARTBEAT_NAME, RESERVED_PREFIX,
 };
-pub use conn::{batch, batch_deferred, Callback, Deferred, Reply};
 pub use error::CallError;
 pub use event::{DownReason, LinkDir, LinkEvent, LinkHook};
 pub use log::{Level, LogHook, LogRecord};

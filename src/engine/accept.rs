@@ -1,0 +1,166 @@
+//! Accepting links: listeners, their own bound (stock's `maxclient`), the node's link budget,
+//! and what happens when the process runs out of file descriptors.
+
+use super::budget::Counters;
+use super::conn::Conn;
+use super::event::{LinkDir, LinkEvent};
+use super::io::{Entry, IoLoop, Read};
+use super::log::Level;
+use super::sockopt;
+use super::stats::LinkStats;
+use mio::net::TcpListener;
+use mio::{Interest, Token};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A listening socket, its own bound on accepted links, and its state after running out
+/// of file descriptors.
+pub(super) struct Listener {
+    sock: TcpListener,
+    max_clients: Option<usize>,
+    /// Links it accepted that are still open.
+    pub(super) open: usize,
+    /// Accepting stopped (EMFILE/ENFILE) at `since`; retried at `retry_at`, backing off.
+    pub(super) stall: Option<Stall>,
+}
+
+pub(super) struct Stall {
+    pub since: Instant,
+    pub retry_at: Instant,
+    pub backoff: Duration,
+}
+
+/// First and longest wait before accepting again after running out of descriptors.
+const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(10);
+
+pub(super) const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Refused connections (link limits) are logged at most once per this long.
+pub(super) const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Listener {
+    pub(super) fn new(sock: TcpListener, max_clients: Option<usize>) -> Listener {
+        Listener { sock, max_clients, open: 0, stall: None }
+    }
+}
+
+impl IoLoop {
+    /// Accepts every waiting connection of listener `t`. Beyond the node's `max_links` or
+    /// the listener's own bound a connection is closed at once (counted, logged rate-limited),
+    /// as stock's gate does past `maxclient`. Out of descriptors (EMFILE, ENFILE, ENOBUFS,
+    /// ENOMEM), the listener stalls: housekeeping retries it with backoff (no spinning, and
+    /// with edge-triggered polling no new edge would come for connections already waiting),
+    /// logged once per episode.
+    pub(super) fn accept(&mut self, t: Token, scratch: &mut [u8]) {
+        loop {
+            let Some(l) = self.listeners.get_mut(&t) else {
+                return;
+            };
+            match l.sock.accept() {
+                Ok((mut stream, peer)) => {
+                    if let Some(s) = l.stall.take() {
+                        let n = self.conns.len();
+                        self.inner.io.log.log(
+                            Level::Info,
+                            None,
+                            &format!(
+                                "accept resumed after {:.1}s without file descriptors ({n} links open)",
+                                self.now.saturating_duration_since(s.since).as_secs_f64()
+                            ),
+                        );
+                    }
+                    let full = l.max_clients.is_some_and(|m| l.open >= m);
+                    if full || !self.inner.io.links.try_take(1) {
+                        Counters::add(&self.inner.io.counters.refused_links);
+                        let (open, why) = if full {
+                            (l.open, format!("listener limit of {} links", l.max_clients.unwrap_or(0)))
+                        } else {
+                            (
+                                self.inner.io.links.used(),
+                                format!("node limit of {} links (max_links)", self.inner.io.links.limit()),
+                            )
+                        };
+                        let log = &self.inner.io.log;
+                        self.refused_log.log(log, Level::Warn, None, self.now, || {
+                            format!("connection from {peer} refused: {why} reached ({open} open)")
+                        });
+                        drop(stream);
+                        continue;
+                    }
+                    l.open += 1;
+                    let _ = stream.set_nodelay(true);
+                    sockopt::keepalive(stream.as_raw_fd(), self.inner.cfg.keepalive);
+                    let token = self.inner.io.token();
+                    if let Err(e) =
+                        self.inner.io.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                    {
+                        self.inner.io.log.warn(&format!("register accepted socket: {e}"));
+                        l.open -= 1;
+                        self.inner.io.links.give(1);
+                        continue;
+                    }
+                    let conn = Arc::new(Conn::new(
+                        token,
+                        stream,
+                        true,
+                        Some(peer),
+                        String::new(),
+                        self.inner.inbound_stats.clone(),
+                        self.inner.io.clone(),
+                        &self.inner.cfg,
+                        0,
+                    ));
+                    LinkStats::add(&self.inner.inbound_stats.connects, 1);
+                    let mut e = Entry::new(conn, self.now);
+                    e.listener = Some(t);
+                    self.conns.insert(token, e);
+                    self.inner.link_event(LinkEvent {
+                        dir: LinkDir::Inbound,
+                        node: String::new(),
+                        peer: Some(peer),
+                        link: token.0 as u64,
+                        down: None,
+                    });
+                    self.on_event(token, Read::ToEnd, false, scratch);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if out_of_descriptors(&e) => {
+                    let now = self.now;
+                    match &mut l.stall {
+                        Some(s) => {
+                            s.backoff = (s.backoff * 2).min(ACCEPT_RETRY_MAX);
+                            s.retry_at = now + s.backoff;
+                        }
+                        None => {
+                            Counters::add(&self.inner.io.counters.accept_stalls);
+                            self.inner.io.log.warn(&format!(
+                                "accept paused: {e} ({} links open); retrying until descriptors free up",
+                                self.conns.len()
+                            ));
+                            l.stall =
+                                Some(Stall { since: now, retry_at: now + ACCEPT_RETRY_MIN, backoff: ACCEPT_RETRY_MIN });
+                        }
+                    }
+                    return;
+                }
+                Err(e) => {
+                    // A connection that died in the backlog (ECONNABORTED...): next one.
+                    if e.raw_os_error() == Some(libc::ECONNABORTED) || e.raw_os_error() == Some(libc::EPROTO) {
+                        continue;
+                    }
+                    let log = &self.inner.io.log;
+                    self.refused_log.log(log, Level::Warn, None, self.now, || format!("accept failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Accept failed for lack of descriptors or kernel memory: retry later, not now.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+}
