@@ -1,10 +1,10 @@
 # C API (issue 6): src/capi -> include/skynet_cluster.h (cbindgen, `make header`), C tests in
-# ctest/capi_*.c, examples/ (C client and server, C++ client), pkg-config file, install.
+# tests/capi/capi_*.c, examples/ (C client and server, C++ client), pkg-config file, install.
 #
-#   make test-capi        header compiles as C11 and C++; ctest/capi_*.c under valgrind (memcheck:
+#   make test-capi        header compiles as C11 and C++; tests/capi/capi_*.c under valgrind (memcheck:
 #                         any definite/indirect leak or memory error fails; issue 12's peer-proofing:
 #                         capi_fd_release, capi_link_events, capi_config, capi_heartbeat play peers
-#                         with raw sockets from ctest/capi_net.h); examples/server.c vs
+#                         with raw sockets from tests/capi/capi_net.h); examples/server.c vs
 #                         examples/client.c and examples/cpp_client.cpp over loopback, all under
 #                         valgrind too; `make install` into a scratch prefix and a build of the
 #                         client through pkg-config.
@@ -24,7 +24,7 @@ CAPI_CXXFLAGS ?= -std=c++17 -Wall -Wextra -Werror -g -O1
 CAPI_LDFLAGS := -L$(RELEASE) -lskynet_cluster -Wl,-rpath,$(abspath $(RELEASE)) -pthread
 CAPI_VALGRIND := valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	--show-leak-kinds=definite,indirect --error-exitcode=3 --num-callers=30 -q
-CAPI_TESTS := $(patsubst ctest/%.c,$(CAPI_DIR)/%,$(filter-out ctest/capi_test.h,$(wildcard ctest/capi_*.c)))
+CAPI_TESTS := $(patsubst tests/capi/%.c,$(CAPI_DIR)/%,$(filter-out tests/capi/capi_test.h,$(wildcard tests/capi/capi_*.c)))
 CAPI_VERSION = $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 
 TESTS += test-capi
@@ -34,7 +34,7 @@ TESTS += test-capi
 capi-lib:
 	$(CARGO) build --release --lib
 
-$(CAPI_DIR)/capi_%: ctest/capi_%.c ctest/capi_test.h ctest/capi_net.h include/skynet_cluster.h capi-lib
+$(CAPI_DIR)/capi_%: tests/capi/capi_%.c tests/capi/capi_test.h tests/capi/capi_net.h include/skynet_cluster.h capi-lib
 	@mkdir -p $(CAPI_DIR)
 	$(CC) $(CAPI_CFLAGS) -D_POSIX_C_SOURCE=200809L -Iinclude -o $@ $< $(CAPI_LDFLAGS)
 
@@ -91,7 +91,7 @@ test-capi: capi-header-check $(CAPI_TESTS) capi-examples
 # Not a test (CI has no skynet): interop with a stock skynet you built yourself, e.g.
 #   make interop-capi SKYNET_ROOT=/tmp/skynet
 # A stock node serves simpledb as "@sdb"; examples/client.c and `skynet-cluster call/query`
-# call it. Then examples/server.c serves "@echo" and a stock node calls it (ctest/capi_interop_*.lua).
+# call it. Then examples/server.c serves "@echo" and a stock node calls it (tests/capi/capi_interop_*.lua).
 .PHONY: interop-capi
 interop-capi: capi-examples build
 	@[ -x "$(SKYNET_ROOT)/skynet" ] || { echo "interop-capi: set SKYNET_ROOT to a built stock skynet"; exit 1; }
@@ -99,7 +99,7 @@ interop-capi: capi-examples build
 	free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }; \
 	db=$$(free_port); cp=$$(free_port); \
 	for s in db caller; do printf '%s\n' 'thread = 2' 'logger = nil' 'harbor = 0' "start = \"capi_interop_$$s\"" \
-	  'bootstrap = "snlua bootstrap"' "luaservice = \"$(abspath ctest)/?.lua;./service/?.lua;./examples/?.lua\"" \
+	  'bootstrap = "snlua bootstrap"' "luaservice = \"$(abspath tests/capi)/?.lua;./service/?.lua;./examples/?.lua\"" \
 	  'lualoader = "lualib/loader.lua"' 'cpath = "./cservice/?.so"' > $$d/config.$$s; done; \
 	(cd $(SKYNET_ROOT) && SKC_DB_PORT=$$db ./skynet $$d/config.db > $$d/db.log 2>&1) & sk=$$!; \
 	trap 'kill $$sk 2>/dev/null || true' EXIT INT TERM; \

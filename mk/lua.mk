@@ -2,7 +2,7 @@
 # golden recording in real Lua 5.4 (Debian's lua5.4) and Lua 5.5 (built here from the lua-src
 # crate's sources), under valgrind, plus a plain-C dlopen check and a Lua micro-benchmark.
 #
-#   make lua55           $(BUILD)/lua55: Lua 5.5 interpreter (ctest/lua_host.c + lua-src sources)
+#   make lua55           $(BUILD)/lua55: Lua 5.5 interpreter (tests/lua/lua_host.c + lua-src sources)
 #   make lua-module      release library laid out as $(BUILD)/lua/skynet/cluster/core.so
 #   make test-lua        golden replay in lua5.4 AND lua55 (both must pass)
 #   make test-lua-leak   golden replay under valgrind (lua5.4 and lua55); any definite/indirect leak fails
@@ -35,11 +35,11 @@ lua55: $(LUA55)
 
 # Lua 5.5 interpreter exporting its API (-Wl,-E) for C modules. lua-src ships no lua.c/luac.c;
 # filter them out anyway in case a later version does.
-$(LUA55): ctest/lua_host.c tools/find_lua_src.sh
+$(LUA55): tests/lua/lua_host.c tools/find_lua_src.sh
 	@mkdir -p $(dir $@)
 	src="$$(CARGO='$(CARGO)' tools/find_lua_src.sh)" && \
 	echo "lua55: building from $$src" && \
-	$(CC) -O2 -DLUA_USE_LINUX -I"$$src" -o $@.tmp ctest/lua_host.c \
+	$(CC) -O2 -DLUA_USE_LINUX -I"$$src" -o $@.tmp tests/lua/lua_host.c \
 	    $$(ls "$$src"/*.c | grep -v -E '/(lua|luac|onelua)\.c$$') -Wl,-E -lm -ldl && \
 	mv $@.tmp $@
 	@echo 'print("lua55: " .. _VERSION)' > $(BUILD)/lua55-version.lua && $@ $(BUILD)/lua55-version.lua
@@ -50,7 +50,7 @@ lua-need-54:
 
 # Test-only helper module (never part of the production library). No Lua linked in: the host's
 # symbols are used, so one .so serves lua5.4 and lua55.
-$(TESTMSG_SO): ctest/testmsg.c | lua-need-54
+$(TESTMSG_SO): tests/lua/testmsg.c | lua-need-54
 	@mkdir -p $(dir $@)
 	$(CC) $(LUA_CFLAGS) -shared -fPIC -I$(LUA54_INC) -o $@ $<
 
@@ -98,13 +98,13 @@ test-lua-leak: $(LUA_REPLAY_DEPS) $(LUA55)
 	if [ $$rc -ne 0 ]; then echo "test-lua-leak: FAILED"; exit 1; fi
 	@echo "test-lua-leak: no definite/indirect leak, no memory error (Lua 5.4 and 5.5)"
 
-$(BUILD)/dlopen_plain: ctest/dlopen_plain.c
+$(BUILD)/dlopen_plain: tests/lua/dlopen_plain.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -Wall -o $@ $< -ldl
 
 # --no-allow-shlib-undefined (the default for executables, spelled out): ld must find every
 # symbol the library needs; an undefined lua_* symbol in it would fail this link.
-$(BUILD)/dlopen_linked: ctest/dlopen_linked.c lua-module
+$(BUILD)/dlopen_linked: tests/lua/dlopen_linked.c lua-module
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -Wall -o $@ $< -L$(RELEASE) -lskynet_cluster -Wl,-rpath,$(abspath $(RELEASE)) -Wl,--no-allow-shlib-undefined
 
@@ -119,10 +119,10 @@ test-c-dlopen: lua-module $(BUILD)/dlopen_plain $(BUILD)/dlopen_linked
 # the repo, for Lua 5.4) adds stock's figures side by side. BENCH_LUA=$(LUA55) to use Lua 5.5.
 BENCH_LUA ?= $(LUA54)
 bench-lua: lua-need-54 lua-module $(TESTMSG_SO)
-	$(BENCH_LUA) bench/lua_micro.lua $(LUA_CORE_SO) $(LUA_DIR) $(STOCK_CORE_SO)
+	$(BENCH_LUA) benches/lua/lua_micro.lua $(LUA_CORE_SO) $(LUA_DIR) $(STOCK_CORE_SO)
 
 # Not a test either: instruction counts per operation under callgrind (deterministic, for loaded
 # machines), same rows as bench-lua. Takes a few minutes.
 .PHONY: bench-lua-ir
 bench-lua-ir: lua-need-54 lua-module $(TESTMSG_SO)
-	bench/lua_micro_ir.sh $(BENCH_LUA) $(LUA_CORE_SO) $(LUA_DIR) $(STOCK_CORE_SO)
+	benches/lua/lua_micro_ir.sh $(BENCH_LUA) $(LUA_CORE_SO) $(LUA_DIR) $(STOCK_CORE_SO)

@@ -1,7 +1,7 @@
 # The engine inside skynet (issue 7): the skcluster C service (src/skynet), the drop-in
 # lualib/skynet/cluster.lua, its test double for CI, and the A/B benchmark against stock.
 #
-#   make test-skynet                      the service driven by ctest/skynet_double.c (no skynet needed)
+#   make test-skynet                      the service driven by tests/skynet/skynet_double.c (no skynet needed)
 #   make ab SKYNET_ROOT=/path/to/skynet   stock vs native on two skynet nodes: table + PNG
 #   make skynet-semantics SKYNET_ROOT=..  the public API under stock and native, diffed
 #   make skynet-examples SKYNET_ROOT=..   skynet's examples/cluster1+cluster2, all four mixes
@@ -19,7 +19,7 @@ AB_VENV := $(BUILD)/ab-venv
 
 TESTS += test-skynet test-skynet-leak
 
-$(SKYNET_DOUBLE): ctest/skynet_double.c
+$(SKYNET_DOUBLE): tests/skynet/skynet_double.c
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -I$(LUA54_INC) -o $@ $< -Wl,-E -pthread -ldl -llua5.4
 

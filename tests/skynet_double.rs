@@ -1,5 +1,5 @@
 //! The skcluster C service (src/skynet) driven through the skynet test double
-//! (`ctest/skynet_double.c`), which CI can run without skynet. Each test runs the double
+//! (`tests/skynet/skynet_double.c`), which CI can run without skynet. Each test runs the double
 //! (`SKC_DOUBLE`) with the library (`SKC_LIB`, libskynet_cluster.so): `make test-skynet`
 //! sets both; without them `cargo test` builds the double itself with the system C
 //! compiler (`CC`, else `cc`; Lua 5.4's headers from `LUA54_INC`, else
@@ -82,10 +82,10 @@ fn built_library() -> PathBuf {
     })
 }
 
-/// Compiles `ctest/skynet_double.c` into `target/skc/cargo-test/` (once per run of the
+/// Compiles `tests/skynet/skynet_double.c` into `target/skc/cargo-test/` (once per run of the
 /// tests, into a temporary name then renamed, so that runs side by side do not clash).
 fn build_double() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("ctest/skynet_double.c");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/skynet/skynet_double.c");
     let exe = std::env::current_exe().expect("the test's own path");
     // target/<profile>/deps/<test> -> target
     let target = exe.ancestors().nth(3).expect("the target directory");

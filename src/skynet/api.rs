@@ -4,7 +4,7 @@
 //!
 //! As with the Lua API in `src/lua/api.rs`, nothing here is a link-time extern: the
 //! library has no undefined `skynet_*` symbols, so it still loads into a plain C program,
-//! into `lua5.4`, and into the test double (`ctest/skynet_double.c`), which defines these
+//! into `lua5.4`, and into the test double (`tests/skynet/skynet_double.c`), which defines these
 //! same functions in its own executable.
 //!
 //! Signatures are those of `skynet-src/skynet.h` and `skynet-src/skynet_socket.h` (stable

@@ -1,6 +1,6 @@
 -- Micro-benchmark of skynet.cluster.core (not a test: nothing is asserted about speed).
 --
--- Usage: <lua> bench/lua_micro.lua CORE_SO LUA_DIR [STOCK_CORE_SO]
+-- Usage: <lua> benches/lua/lua_micro.lua CORE_SO LUA_DIR [STOCK_CORE_SO]
 --   CORE_SO        our module (e.g. $(BUILD)/lua/skynet/cluster/core.so)
 --   LUA_DIR        directory holding testmsg.so (test helper that makes lightuserdata messages)
 --   STOCK_CORE_SO  optional (or env STOCK_CORE_SO): stock lua-cluster.c built as a Lua C module for

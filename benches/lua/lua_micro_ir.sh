@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Instruction counts per operation (valgrind callgrind) for the rows of bench/lua_micro.lua:
+# Instruction counts per operation (valgrind callgrind) for the rows of benches/lua/lua_micro.lua:
 # deterministic, so usable on a loaded or shared machine where ns/op figures are noise.
-# Usage: bench/lua_micro_ir.sh LUA CORE_SO LUA_DIR [STOCK_CORE_SO]
+# Usage: benches/lua/lua_micro_ir.sh LUA CORE_SO LUA_DIR [STOCK_CORE_SO]
 # Each row runs with N and 2N iterations; (Ir(2N) - Ir(N)) / N is the cost of one iteration,
 # Lua loop and helper calls included (compare with the "helper" rows).
 set -euo pipefail

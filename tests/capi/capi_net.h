@@ -1,4 +1,4 @@
-/* Raw-socket helpers for the C API tests that play a peer by hand (ctest/capi_*.c): a client
+/* Raw-socket helpers for the C API tests that play a peer by hand (tests/capi/capi_*.c): a client
  * that speaks the cluster wire format (2-byte big-endian length, then the body), a mute
  * listener, and the process's open file descriptor count. Include after capi_test.h. */
 #ifndef CAPI_NET_H

@@ -1,4 +1,4 @@
-/* Shared helpers for the C API tests (ctest/capi_*.c). */
+/* Shared helpers for the C API tests (tests/capi/capi_*.c). */
 #ifndef CAPI_TEST_H
 #define CAPI_TEST_H
 
