@@ -8,9 +8,9 @@ mod engine_util;
 use engine_util::*;
 use parking_lot::Mutex;
 use skynet_cluster::engine::{
-    minipack, Address, CallError, Config, DownReason, Heartbeat, LinkDir, LinkEvent, Node, HEARTBEAT_NAME,
+    Address, CallError, Config, DownReason, Heartbeat, LinkDir, LinkEvent, Node, HEARTBEAT_NAME,
 };
-use skynet_cluster::wire;
+use skynet_cluster::{seri, wire};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -109,7 +109,7 @@ fn multipart_anomalies_get_the_frames_stock_answers_and_the_link_stays_up() {
             "heartbeat probe",
             {
                 let mut p = Vec::new();
-                minipack::pack_str(&mut p, HEARTBEAT_NAME.as_bytes());
+                seri::encode_str_into(&mut p, HEARTBEAT_NAME.as_bytes()).unwrap();
                 call_frame(0, 15, &p)
             },
             "0f000000006e616d65206e6f7420666f756e64",
@@ -402,7 +402,7 @@ fn heartbeat_against_a_stock_like_peer_keeps_the_link_up() {
             let mut out = Vec::new();
             match addr {
                 wire::Address::Id(0) => {
-                    let (name, _) = minipack::unpack_str(payload).unwrap();
+                    let (name, _) = seri::decode_str_prefix(payload).unwrap();
                     assert_eq!(name, HEARTBEAT_NAME.as_bytes());
                     pr.fetch_add(1, Ordering::SeqCst);
                     wire::encode_response(&mut out, session, Err(b"name not found")).unwrap();

@@ -24,8 +24,8 @@
 //! * Addresses (`10`) depend on stock's service start order: the test registers `echo` as 10.
 
 use serde_json::Value as J;
-use skynet_cluster::engine::{minipack, Address, CallError, CallOpts, Config, FnService, Inbound, Node, Responder};
-use skynet_cluster::wire;
+use skynet_cluster::engine::{Address, CallError, CallOpts, Config, FnService, Inbound, Node, Responder};
+use skynet_cluster::{seri, wire};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -59,7 +59,7 @@ fn echo_node(expected: Arc<Mutex<HashMap<u32, Vec<u8>>>>) -> (Node, String) {
             if !is_echo(req.addr) {
                 return r.error(INVALID_ADDR_TEXT);
             }
-            let (cmd, used) = minipack::unpack_str(req.payload).expect("command string first");
+            let (cmd, used) = seri::decode_str_prefix(req.payload).expect("command string first");
             match cmd {
                 // Large answers through the no-copy path (framing checked byte for byte too).
                 b"echo" if wire::response_is_multi(req.payload.len() - used) => {
@@ -79,7 +79,7 @@ fn echo_node(expected: Arc<Mutex<HashMap<u32, Vec<u8>>>>) -> (Node, String) {
         },
         push: move |req: Inbound<'_>| {
             assert!(is_echo(req.addr));
-            assert_eq!(minipack::unpack_str(req.payload).unwrap().0, b"push");
+            assert_eq!(seri::decode_str_prefix(req.payload).unwrap().0, b"push");
             *p2.lock().unwrap() += 1;
         },
     }));
@@ -156,7 +156,7 @@ fn our_client_against_stock_server() {
                     let r = node.query(&node_name, &name, Some(Duration::from_secs(30)));
                     let ans = response_payload(&answers[&m.session]);
                     match (r, ans) {
-                        (Ok(v), Ok(p)) => assert_eq!(minipack::unpack_int(&p).unwrap().0, v as i64),
+                        (Ok(v), Ok(p)) => assert_eq!(seri::decode_integer_prefix(&p).unwrap().0, v as i64),
                         (Err(CallError::Remote(e)), Err(want)) => assert_eq!(e, want),
                         (r, a) => panic!("{}: query {r:?} vs recorded {a:?}", t.name),
                     }

@@ -141,9 +141,3 @@ pub use node::{CallOpts, Handle, Node};
 pub use nodemap::{MapValue, NodeMap};
 pub use service::{FnService, Inbound, Responder, Service};
 pub use stats::{LinkStats, StatsSnapshot};
-
-/// Small skynet.pack helpers the engine uses for name queries (the full codec is
-/// `crate::seri`); exposed for tools and tests.
-pub mod minipack {
-    pub use super::pack::{pack_int, pack_str, unpack_int, unpack_str};
-}

@@ -8,7 +8,6 @@ use super::batching::Item;
 use super::inbound::InCall;
 use super::packed::read_addr;
 use super::Inst;
-use crate::engine::minipack;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::Ordering;
 
@@ -69,7 +68,7 @@ impl Inst {
     fn on_lua(&self, session: c_int, source: u32, msg: *const c_void, data: &[u8]) -> c_int {
         let core = self.core();
         // Node name first: the hot path reads two values by hand and forwards the rest.
-        if let Some((node, used)) = minipack::unpack_str(data) {
+        if let Some((node, used)) = crate::seri::decode_str_prefix(data) {
             let rest = &data[used..];
             let Some((addr, used2)) = read_addr(rest) else {
                 core.log("skcluster: bad cluster request (address must be a number or a string)");

@@ -2,7 +2,6 @@
 //! cost more than it tells: the address of a cluster request (the hot path), and a
 //! value shown in a log line.
 
-use crate::engine::minipack;
 use crate::seri::{self, Value};
 use crate::wire::OwnedAddress;
 
@@ -13,10 +12,10 @@ const REAL: u8 = seri::combine(seri::TYPE_NUMBER, seri::NUMBER_REAL);
 /// stock's `packrequest`), a float (integral: that number; else 0, as `lua_tointeger`),
 /// or a string (a name).
 pub(super) fn read_addr(b: &[u8]) -> Option<(OwnedAddress, usize)> {
-    if let Some((v, used)) = minipack::unpack_int(b) {
+    if let Some((v, used)) = crate::seri::decode_integer_prefix(b) {
         return Some((OwnedAddress::Id(v as u32), used));
     }
-    if let Some((s, used)) = minipack::unpack_str(b) {
+    if let Some((s, used)) = crate::seri::decode_str_prefix(b) {
         return Some((OwnedAddress::Name(s.to_vec()), used));
     }
     if b.first() == Some(&REAL) && b.len() >= 9 {

@@ -4,7 +4,7 @@
 use super::args::{fmt_secs, parse_secs, usage_error, Args};
 use super::sys::{self, Signals};
 use skynet_cluster::engine::{
-    minipack, Address, CallError, CallOpts, Config, Heartbeat, LinkDir, LinkEvent, Node, HEARTBEAT_NAME,
+    Address, CallError, CallOpts, Config, Heartbeat, LinkDir, LinkEvent, Node, HEARTBEAT_NAME,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,7 +174,7 @@ pub fn main(argv: Vec<String>) -> i32 {
         let (h, targets, interval) = (node.handle(), o.targets.clone(), o.interval);
         std::thread::spawn(move || {
             let mut query = Vec::new();
-            minipack::pack_str(&mut query, HEARTBEAT_NAME.as_bytes());
+            skynet_cluster::seri::encode_str_into(&mut query, HEARTBEAT_NAME.as_bytes()).expect("a short name");
             let busy: Vec<Arc<AtomicBool>> = targets.iter().map(|_| Arc::new(AtomicBool::new(false))).collect();
             let timeout = Some(interval.max(Duration::from_secs(5)));
             loop {
