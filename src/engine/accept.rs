@@ -11,6 +11,7 @@ use super::stats::LinkStats;
 use mio::net::TcpListener;
 use mio::{Interest, Token};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,102 +60,93 @@ impl IoLoop {
                 return;
             };
             match l.sock.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     if let Some(s) = l.stall.take() {
-                        let n = self.conns.len();
-                        self.inner.io.log.log(
-                            Level::Info,
-                            None,
-                            &format!(
-                                "accept resumed after {:.1}s without file descriptors ({n} links open)",
-                                self.now.saturating_duration_since(s.since).as_secs_f64()
-                            ),
+                        let (n, after) = (self.conns.len(), self.now.saturating_duration_since(s.since));
+                        let text = format!(
+                            "accept resumed after {:.1}s without file descriptors ({n} links open)",
+                            after.as_secs_f64()
                         );
+                        self.inner.io.log.log(Level::Info, None, &text);
                     }
-                    let full = l.max_clients.is_some_and(|m| l.open >= m);
-                    if full || !self.inner.io.links.try_take(1) {
-                        Counters::add(&self.inner.io.counters.refused_links);
-                        let (open, why) = if full {
-                            (l.open, format!("listener limit of {} links", l.max_clients.unwrap_or(0)))
-                        } else {
-                            (
-                                self.inner.io.links.used(),
-                                format!("node limit of {} links (max_links)", self.inner.io.links.limit()),
-                            )
-                        };
-                        let log = &self.inner.io.log;
-                        self.refused_log.log(log, Level::Warn, None, self.now, || {
-                            format!("connection from {peer} refused: {why} reached ({open} open)")
-                        });
-                        drop(stream);
-                        continue;
+                    if let Some(token) = self.admit(t, stream, peer) {
+                        self.on_event(token, Read::ToEnd, false, scratch);
                     }
-                    l.open += 1;
-                    let _ = stream.set_nodelay(true);
-                    sockopt::keepalive(stream.as_raw_fd(), self.inner.cfg.keepalive);
-                    let token = self.inner.io.token();
-                    if let Err(e) =
-                        self.inner.io.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                    {
-                        self.inner.io.log.warn(&format!("register accepted socket: {e}"));
-                        l.open -= 1;
-                        self.inner.io.links.give(1);
-                        continue;
-                    }
-                    let conn = Arc::new(Conn::new(
-                        token,
-                        stream,
-                        true,
-                        Some(peer),
-                        String::new(),
-                        self.inner.inbound_stats.clone(),
-                        self.inner.io.clone(),
-                        &self.inner.cfg,
-                        0,
-                    ));
-                    LinkStats::add(&self.inner.inbound_stats.connects, 1);
-                    let mut e = Entry::new(conn, self.now);
-                    e.listener = Some(t);
-                    self.conns.insert(token, e);
-                    self.inner.link_event(LinkEvent {
-                        dir: LinkDir::Inbound,
-                        node: String::new(),
-                        peer: Some(peer),
-                        link: token.0 as u64,
-                        down: None,
-                    });
-                    self.on_event(token, Read::ToEnd, false, scratch);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if out_of_descriptors(&e) => {
-                    let now = self.now;
-                    match &mut l.stall {
-                        Some(s) => {
-                            s.backoff = (s.backoff * 2).min(ACCEPT_RETRY_MAX);
-                            s.retry_at = now + s.backoff;
-                        }
-                        None => {
-                            Counters::add(&self.inner.io.counters.accept_stalls);
-                            self.inner.io.log.warn(&format!(
-                                "accept paused: {e} ({} links open); retrying until descriptors free up",
-                                self.conns.len()
-                            ));
-                            l.stall =
-                                Some(Stall { since: now, retry_at: now + ACCEPT_RETRY_MIN, backoff: ACCEPT_RETRY_MIN });
-                        }
-                    }
-                    return;
-                }
+                // A connection that died in the backlog: the next one.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED) | Some(libc::EPROTO)) => continue,
+                Err(e) if out_of_descriptors(&e) => return self.stall(t, &e),
                 Err(e) => {
-                    // A connection that died in the backlog (ECONNABORTED...): next one.
-                    if e.raw_os_error() == Some(libc::ECONNABORTED) || e.raw_os_error() == Some(libc::EPROTO) {
-                        continue;
-                    }
                     let log = &self.inner.io.log;
                     self.refused_log.log(log, Level::Warn, None, self.now, || format!("accept failed: {e}"));
                     return;
                 }
+            }
+        }
+    }
+
+    /// Makes a link of a connection listener `t` accepted, within the limits; its token, or
+    /// `None` when it was refused (closed at once, counted, logged rate-limited).
+    fn admit(&mut self, t: Token, mut stream: mio::net::TcpStream, peer: SocketAddr) -> Option<Token> {
+        let l = self.listeners.get_mut(&t)?;
+        let full = l.max_clients.is_some_and(|m| l.open >= m);
+        let io = &self.inner.io;
+        if full || !io.links.try_take(1) {
+            Counters::add(&io.counters.refused_links);
+            let (open, why) = if full {
+                (l.open, format!("listener limit of {} links", l.max_clients.unwrap_or(0)))
+            } else {
+                (io.links.used(), format!("node limit of {} links (max_links)", io.links.limit()))
+            };
+            self.refused_log.log(&io.log, Level::Warn, None, self.now, || {
+                format!("connection from {peer} refused: {why} reached ({open} open)")
+            });
+            return None;
+        }
+        let _ = stream.set_nodelay(true);
+        sockopt::keepalive(stream.as_raw_fd(), self.inner.cfg.keepalive);
+        let token = io.token();
+        if let Err(e) = io.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+            io.log.warn(&format!("register accepted socket: {e}"));
+            io.links.give(1);
+            return None;
+        }
+        l.open += 1;
+        let stats = self.inner.inbound_stats.clone();
+        let conn = Conn::new(token, stream, true, Some(peer), String::new(), stats, io.clone(), &self.inner.cfg, 0);
+        LinkStats::add(&self.inner.inbound_stats.connects, 1);
+        let mut e = Entry::new(Arc::new(conn), self.now);
+        e.listener = Some(t);
+        self.conns.insert(token, e);
+        let ev = LinkEvent {
+            dir: LinkDir::Inbound,
+            node: String::new(),
+            peer: Some(peer),
+            link: token.0 as u64,
+            down: None,
+        };
+        self.inner.link_event(ev);
+        Some(token)
+    }
+
+    /// Listener `t` ran out of descriptors: retried later, backing off; logged once per
+    /// episode.
+    fn stall(&mut self, t: Token, e: &io::Error) {
+        let now = self.now;
+        let n = self.conns.len();
+        let Some(l) = self.listeners.get_mut(&t) else { return };
+        match &mut l.stall {
+            Some(s) => {
+                s.backoff = (s.backoff * 2).min(ACCEPT_RETRY_MAX);
+                s.retry_at = now + s.backoff;
+            }
+            None => {
+                Counters::add(&self.inner.io.counters.accept_stalls);
+                let text = format!("accept paused: {e} ({n} links open); retrying until descriptors free up");
+                self.inner.io.log.warn(&text);
+                l.stall = Some(Stall { since: now, retry_at: now + ACCEPT_RETRY_MIN, backoff: ACCEPT_RETRY_MIN });
             }
         }
     }
