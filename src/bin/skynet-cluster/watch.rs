@@ -170,43 +170,74 @@ pub fn main(argv: Vec<String>) -> i32 {
         fmt_secs(o.interval),
         o.heartbeat.map_or_else(|| "off".to_string(), fmt_secs)
     );
-    {
-        let (h, targets, interval) = (node.handle(), o.targets.clone(), o.interval);
-        std::thread::spawn(move || {
-            let mut query = Vec::new();
-            skynet_cluster::seri::encode_str_into(&mut query, HEARTBEAT_NAME.as_bytes()).expect("a short name");
-            let busy: Vec<Arc<AtomicBool>> = targets.iter().map(|_| Arc::new(AtomicBool::new(false))).collect();
-            let timeout = Some(interval.max(Duration::from_secs(5)));
-            loop {
-                for (t, busy) in targets.iter().zip(&busy) {
-                    if busy.swap(true, Ordering::AcqRel) {
-                        continue; // the last one is still out
+    spawn_queries(node.handle(), o.targets.clone(), o.interval, tx);
+    print_events(&rx, &o);
+    0
+}
+
+/// ` (ADDR)`: the address a link reached, when the target was given by host name.
+fn at(node: &str, peer: Option<&str>) -> String {
+    match peer {
+        Some(p) if !resolves_to(node, p) => format!(" ({p})"),
+        _ => String::new(),
+    }
+}
+
+/// A connect error seen during the backoff says when the next attempt is: not news.
+fn strip_retry(why: &str) -> &str {
+    match why.rfind(" (next attempt in ") {
+        Some(i) => &why[..i],
+        None => why,
+    }
+}
+
+/// `node` is `peer`, or an IP:port spelling of it.
+fn resolves_to(node: &str, peer: &str) -> bool {
+    node == peer || node.parse::<std::net::SocketAddr>().is_ok_and(|a| a.to_string() == peer)
+}
+
+/// Queries every target each `interval` (one query out per target at a time): any answer
+/// proves the node alive; a connect that fails before a link exists is reported as down.
+fn spawn_queries(h: skynet_cluster::engine::Handle, targets: Vec<String>, interval: Duration, tx: mpsc::Sender<Msg>) {
+    std::thread::spawn(move || {
+        let mut query = Vec::new();
+        skynet_cluster::seri::encode_str_into(&mut query, HEARTBEAT_NAME.as_bytes()).expect("a short name");
+        let busy: Vec<Arc<AtomicBool>> = targets.iter().map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let timeout = Some(interval.max(Duration::from_secs(5)));
+        loop {
+            for (t, busy) in targets.iter().zip(&busy) {
+                if busy.swap(true, Ordering::AcqRel) {
+                    continue; // the last one is still out
+                }
+                let (b, atx, node) = (busy.clone(), tx.clone(), t.clone());
+                let opts = CallOpts { timeout, trace: None };
+                // Any answer proves the node alive (a stock node answers an unknown
+                // name with `name not found`); failures only free the slot: the link
+                // events say what happened to the link.
+                let r = h.call_with(t, Address::Id(0), &query, opts, move |r| {
+                    if matches!(r, Ok(_) | Err(CallError::Remote(_))) {
+                        let _ = atx.send(Msg::Answered { node });
                     }
-                    let (b, atx, node) = (busy.clone(), tx.clone(), t.clone());
-                    let opts = CallOpts { timeout, trace: None };
-                    // Any answer proves the node alive (a stock node answers an unknown
-                    // name with `name not found`); failures only free the slot: the link
-                    // events say what happened to the link.
-                    let r = h.call_with(t, Address::Id(0), &query, opts, move |r| {
-                        if matches!(r, Ok(_) | Err(CallError::Remote(_))) {
-                            let _ = atx.send(Msg::Answered { node });
-                        }
-                        b.store(false, Ordering::Release);
-                    });
-                    if let Err(e) = r {
-                        busy.store(false, Ordering::Release);
-                        // A connect that failed before any link existed (refused at once,
-                        // a name that does not resolve) has no link event of its own.
-                        if let CallError::ConnectFailed(why) = e {
-                            let down = Some(strip_retry(&why).to_string());
-                            let _ = tx.send(Msg::Link { node: t.clone(), peer: None, down });
-                        }
+                    b.store(false, Ordering::Release);
+                });
+                if let Err(e) = r {
+                    busy.store(false, Ordering::Release);
+                    // A connect that failed before any link existed (refused at once,
+                    // a name that does not resolve) has no link event of its own.
+                    if let CallError::ConnectFailed(why) = e {
+                        let down = Some(strip_retry(&why).to_string());
+                        let _ = tx.send(Msg::Link { node: t.clone(), peer: None, down });
                     }
                 }
-                std::thread::sleep(interval);
             }
-        });
-    }
+            std::thread::sleep(interval);
+        }
+    });
+}
+
+/// Prints one line per change of a target's state (up once it answered on a link, down with
+/// the reason) until a signal, or `--count` lines.
+fn print_events(rx: &mpsc::Receiver<Msg>, o: &Opts) {
     let mut targets: HashMap<String, Target> =
         o.targets.iter().map(|t| (t.clone(), Target { shown: Shown::Nothing, peer: None })).collect();
     let mut printed = 0usize;
@@ -248,26 +279,4 @@ pub fn main(argv: Vec<String>) -> i32 {
             break;
         }
     }
-    0
-}
-
-/// ` (ADDR)`: the address a link reached, when the target was given by host name.
-fn at(node: &str, peer: Option<&str>) -> String {
-    match peer {
-        Some(p) if !resolves_to(node, p) => format!(" ({p})"),
-        _ => String::new(),
-    }
-}
-
-/// A connect error seen during the backoff says when the next attempt is: not news.
-fn strip_retry(why: &str) -> &str {
-    match why.rfind(" (next attempt in ") {
-        Some(i) => &why[..i],
-        None => why,
-    }
-}
-
-/// `node` is `peer`, or an IP:port spelling of it.
-fn resolves_to(node: &str, peer: &str) -> bool {
-    node == peer || node.parse::<std::net::SocketAddr>().is_ok_and(|a| a.to_string() == peer)
 }
