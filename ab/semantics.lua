@@ -22,12 +22,19 @@ local function show(...)
 	return table.concat(t, " ", 1, t.n)
 end
 
+-- One write per line (print writes the text and the newline separately, so a log line from
+-- another thread could land between them and split the line).
+local function out(line)
+	io.stdout:write(line .. "\n")
+	io.stdout:flush()
+end
+
 local function try(label, f, ...)
 	local r = table.pack(pcall(f, ...))
 	if r[1] then
-		print(label .. ": " .. show(table.unpack(r, 1, r.n)))
+		out(label .. ": " .. show(table.unpack(r, 1, r.n)))
 	else
-		print(label .. ": false " .. tostring(r[2]))
+		out(label .. ": false " .. tostring(r[2]))
 	end
 end
 
@@ -46,7 +53,7 @@ skynet.start(function()
 	for _, n in ipairs { 0, 100, 32760, 32768, 65536, 100000, 1048576 } do
 		local s = string.rep("x", n)
 		local ok, r = pcall(cluster.call, "self", "@echo", "echo", s)
-		print("call str " .. n .. ": " .. tostring(ok) .. " " .. tostring(r == s))
+		out("call str " .. n .. ": " .. tostring(ok) .. " " .. tostring(r == s))
 	end
 	try("call numeric", cluster.call, "self", echo, "echo", "n")
 	try("call hex name", cluster.call, "self", skynet.address(echo), "echo", "hex")
@@ -83,6 +90,6 @@ skynet.start(function()
 	try("call waits for reload", cluster.call, "late", ".echo", "echo", "late")
 	cluster.reload { self = false }
 	try("call after marked down", cluster.call, "self", ".echo", "echo", 1)
-	print("done")
+	out("done")
 	skynet.abort()
 end)
