@@ -344,10 +344,11 @@ fn run(a: &Args, o: Opts) -> Result<(), String> {
             addr
         }
     };
-    // Calls: a queue large enough for 256 x 1 MiB in flight. Pushes: a small one, so that
-    // overload shows up as 'overloaded' errors instead of memory.
-    let node =
-        Node::new(Config { max_send_queue: 1 << 30, heartbeat, ..Config::default() }).map_err(|e| e.to_string())?;
+    // Calls: a queue (and a node send budget: 224 MiB by default) large enough for 256 x 1 MiB
+    // in flight. Pushes: a small one, so that overload shows up as 'overloaded' errors
+    // instead of memory.
+    let node = Node::new(Config { max_send_queue: 1 << 30, max_send_total: 1 << 30, heartbeat, ..Config::default() })
+        .map_err(|e| e.to_string())?;
     node.reload(&[(NODE, Some(&target))]);
     let h = node.handle();
     h.call(NODE, Address::Name(b"@echo"), &payload(None), Some(Duration::from_secs(10)))
