@@ -90,6 +90,9 @@ impl IoLoop {
     /// Makes a link of a connection listener `t` accepted, within the limits; its token, or
     /// `None` when it was refused (closed at once, counted, logged rate-limited).
     fn admit(&mut self, t: Token, mut stream: mio::net::TcpStream, peer: SocketAddr) -> Option<Token> {
+        if let Some(why) = self.not_admitted(peer) {
+            return self.refuse_source(peer, why);
+        }
         let l = self.listeners.get_mut(&t)?;
         let full = l.max_clients.is_some_and(|m| l.open >= m);
         let io = &self.inner.io;
@@ -114,6 +117,7 @@ impl IoLoop {
             return None;
         }
         l.open += 1;
+        *self.per_source.entry(peer.ip()).or_insert(0) += 1;
         let stats = self.inner.inbound_stats.clone();
         let conn = Conn::new(token, stream, true, Some(peer), String::new(), stats, io.clone(), &self.inner.cfg, 0);
         LinkStats::add(&self.inner.inbound_stats.connects, 1);
@@ -129,6 +133,46 @@ impl IoLoop {
         };
         self.inner.link_event(ev);
         Some(token)
+    }
+
+    /// Why a connection from `peer` may not become a link (admission: the allowlist, the
+    /// bound per source), or `None`. Counted per reason.
+    fn not_admitted(&self, peer: SocketAddr) -> Option<String> {
+        let (cfg, c) = (&self.inner.cfg, &self.inner.io.counters);
+        let ip = peer.ip().to_canonical();
+        if let Some(allow) = &cfg.allow {
+            if !allow.iter().any(|net| net.contains(&ip)) {
+                Counters::add(&c.refused_not_allowed);
+                return Some("not in the allowlist".into());
+            }
+        }
+        if let Some(max) = cfg.max_links_per_source {
+            let open = self.per_source.get(&peer.ip()).copied().unwrap_or(0);
+            if open >= max {
+                Counters::add(&c.refused_per_source);
+                return Some(format!("{open} links open from it (max_links_per_source {max})"));
+            }
+        }
+        None
+    }
+
+    /// Closes a connection refused by admission (dropping the stream, before reading a byte),
+    /// logging at most one line per source per `REFUSED_LOG_EVERY` (never a flood, however
+    /// many sources: the table is pruned of old entries past 4096).
+    fn refuse_source(&mut self, peer: SocketAddr, why: String) -> Option<Token> {
+        let now = self.now;
+        let ip = peer.ip();
+        if self.source_log.get(&ip).is_some_and(|t| now.saturating_duration_since(*t) < REFUSED_LOG_EVERY) {
+            return None;
+        }
+        if self.source_log.len() >= 4096 {
+            self.source_log.retain(|_, t| now.saturating_duration_since(*t) < REFUSED_LOG_EVERY);
+        }
+        if self.source_log.len() < 4096 {
+            self.source_log.insert(ip, now);
+            self.inner.io.log.warn(&format!("connection from {peer} refused: {why}"));
+        }
+        None
     }
 
     /// Listener `t` ran out of descriptors: retried later, backing off; logged once per

@@ -67,6 +67,9 @@ pub(crate) struct Counters {
     pub expired: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub accept_stalls: AtomicU64,
+    pub refused_not_allowed: AtomicU64,
+    pub refused_per_source: AtomicU64,
+    pub refused_exposure: AtomicU64,
 }
 
 impl Counters {
@@ -103,4 +106,10 @@ pub struct Health {
     pub protocol_errors: u64,
     /// Times accepting stopped for lack of file descriptors (EMFILE/ENFILE), once per episode.
     pub accept_stalls: u64,
+    /// Connections refused because their source is not in `Config::allow`.
+    pub refused_not_allowed: u64,
+    /// Connections refused by `Config::max_links_per_source`.
+    pub refused_per_source: u64,
+    /// Requests and name queries refused by `Config::exposure`.
+    pub refused_exposure: u64,
 }

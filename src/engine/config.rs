@@ -76,6 +76,29 @@ pub const DEFAULT_SEND_TOTAL: usize = 224 << 20;
 /// Default bound on open links (both directions) per node.
 pub const DEFAULT_MAX_LINKS: usize = 16384;
 
+/// What a remote caller may reach on this node's listeners.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Exposure {
+    /// Every address: numeric handles, `.name`, `:hex`, `@name` (stock behaviour).
+    #[default]
+    All,
+    /// Only the names registered with [`Handle::register`](super::Handle::register)
+    /// (`@name`), and name queries for them.
+    Registered,
+    /// Only these registered names (without the `@`).
+    Names(Vec<String>),
+}
+
+impl Exposure {
+    /// May a caller reach (or query) the registered name `name` (without the `@`)?
+    pub fn allows_name(&self, name: &[u8]) -> bool {
+        match self {
+            Exposure::All | Exposure::Registered => true,
+            Exposure::Names(list) => list.iter().any(|n| n.as_bytes() == name),
+        }
+    }
+}
+
 /// Settings of one [`Node`](super::Node). `Config::default()` is a sensible production setup.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -144,6 +167,17 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Probe idle outbound links (see [`Heartbeat`]). `None` (the default): stock behaviour.
     pub heartbeat: Option<Heartbeat>,
+    /// Admission: accepted connections only from these blocks (IPv4 and IPv6); one from
+    /// elsewhere is closed before a byte of it is read (counted, logged once per source per
+    /// interval). `None` (the default): from anywhere, as stock.
+    pub allow: Option<Vec<ipnet::IpNet>>,
+    /// Admission: at most this many accepted links from one source address at once.
+    /// `None` (the default): no bound of its own.
+    pub max_links_per_source: Option<usize>,
+    /// What remote callers may reach (see [`Exposure`]). Refused requests are answered
+    /// `Invalid name`, what a stock agent answers for an unknown name; refused name queries
+    /// `name not found`.
+    pub exposure: Exposure,
     /// Where the engine's log lines go (`None`: stderr). Replaceable later with
     /// [`Handle::set_log`](super::Handle::set_log).
     pub log: Option<super::LogHook>,
@@ -171,6 +205,9 @@ impl Default for Config {
             multi_timeout: Some(Duration::from_secs(60)),
             idle_timeout: None,
             heartbeat: None,
+            allow: None,
+            max_links_per_source: None,
+            exposure: Exposure::All,
             log: None,
         }
     }

@@ -216,6 +216,10 @@ pub(crate) struct IoLoop {
     tick: Option<Duration>,
     next_tick: Instant,
     pub(super) refused_log: RateLimit,
+    /// Accepted links open per source address (for `max_links_per_source`).
+    pub(super) per_source: HashMap<std::net::IpAddr, usize>,
+    /// When a refusal of each source was last logged (one line per source per interval).
+    pub(super) source_log: HashMap<std::net::IpAddr, Instant>,
     /// Close lines: accepted links together (a hostile peer could open thousands), and per
     /// peer node (a node that stays down fails a connect attempt per call).
     inbound_close_log: RateLimit,
@@ -235,6 +239,8 @@ impl IoLoop {
             tick,
             next_tick: now + tick.unwrap_or(ACCEPT_RETRY_MAX),
             refused_log: RateLimit::new(REFUSED_LOG_EVERY),
+            per_source: HashMap::new(),
+            source_log: HashMap::new(),
             inbound_close_log: RateLimit::new(INBOUND_CLOSE_LOG_EVERY),
             outbound_close_log: HashMap::new(),
         }
@@ -420,6 +426,14 @@ impl IoLoop {
         };
         if let Some(l) = e.listener.and_then(|l| self.listeners.get_mut(&l)) {
             l.open -= 1;
+        }
+        if let (true, Some(ip)) = (e.conn.inbound, e.conn.peer.map(|p| p.ip())) {
+            if let Some(n) = self.per_source.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&ip);
+                }
+            }
         }
         let conn = e.conn.clone();
         drop(e);

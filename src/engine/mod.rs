@@ -131,11 +131,12 @@ pub use batch::{batch, batch_deferred, Deferred};
 pub use budget::Health;
 pub use call::{Callback, Reply};
 pub use config::{
-    default_nodename, Config, Heartbeat, Keepalive, NodeAddr, NodeChange, ReloadReport, DEFAULT_MAX_LINKS,
+    default_nodename, Config, Exposure, Heartbeat, Keepalive, NodeAddr, NodeChange, ReloadReport, DEFAULT_MAX_LINKS,
     DEFAULT_REASSEMBLY_TOTAL, DEFAULT_SEND_TOTAL, HEARTBEAT_NAME, RESERVED_PREFIX,
 };
 pub use error::CallError;
 pub use event::{DownReason, LinkDir, LinkEvent, LinkHook};
+pub use ipnet::IpNet;
 pub use log::{Level, LogHook, LogRecord};
 pub use node::{CallOpts, Handle, Node};
 pub use nodemap::{MapValue, NodeMap};

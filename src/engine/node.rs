@@ -260,6 +260,9 @@ impl Handle {
             expired: get(&c.expired),
             protocol_errors: get(&c.protocol_errors),
             accept_stalls: get(&c.accept_stalls),
+            refused_not_allowed: get(&c.refused_not_allowed),
+            refused_per_source: get(&c.refused_per_source),
+            refused_exposure: get(&c.refused_exposure),
         }
     }
 

@@ -3,6 +3,7 @@
 //! the host's service.
 
 use super::budget::Counters;
+use super::config::Exposure;
 use super::conn::Conn;
 use super::event::DownReason;
 use super::io::Entry;
@@ -123,7 +124,16 @@ fn dispatch(
             if push {
                 return;
             }
-            let found = pack::unpack_str(payload).and_then(|(name, _)| inner.names.read().get(name).copied());
+            let exposure = &inner.cfg.exposure;
+            let found = pack::unpack_str(payload).and_then(|(name, _)| {
+                let a = inner.names.read().get(name).copied()?;
+                if exposure.allows_name(name) {
+                    Some(a)
+                } else {
+                    Counters::add(&inner.io.counters.refused_exposure);
+                    None
+                }
+            });
             match found {
                 Some(a) => {
                     let mut out = Vec::with_capacity(9);
@@ -134,15 +144,30 @@ fn dispatch(
             }
             return;
         }
-        Address::Name(n) if n.first() == Some(&b'@') => match inner.names.read().get(&n[1..]) {
-            Some(&a) => Address::Id(a),
-            None => {
-                if !push {
-                    conn.respond_direct(session, Err(b"Invalid name"));
+        Address::Name(n) if n.first() == Some(&b'@') => {
+            let found = inner.names.read().get(&n[1..]).copied();
+            match found {
+                Some(a) if inner.cfg.exposure.allows_name(&n[1..]) => Address::Id(a),
+                _ => {
+                    if found.is_some() {
+                        Counters::add(&inner.io.counters.refused_exposure);
+                    }
+                    if !push {
+                        conn.respond_direct(session, Err(b"Invalid name"));
+                    }
+                    return;
                 }
-                return;
             }
-        },
+        }
+        // Numeric handles, `.name`, `:hex`: only when everything is exposed. Refused with
+        // what a stock agent answers for a name it does not know.
+        _ if inner.cfg.exposure != Exposure::All => {
+            Counters::add(&inner.io.counters.refused_exposure);
+            if !push {
+                conn.respond_direct(session, Err(b"Invalid name"));
+            }
+            return;
+        }
         a => a,
     };
     let service = inner.service.read().clone();

@@ -2,7 +2,7 @@
 
 use super::args::{fmt_bytes, fmt_secs, usage_error, Args};
 use super::sys::{self, Signals};
-use skynet_cluster::engine::{Address, Config, FnService, Heartbeat, Inbound, Node, Responder};
+use skynet_cluster::engine::{Address, Config, Exposure, FnService, Heartbeat, Inbound, IpNet, Node, Responder};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +42,14 @@ LIMITS (what a peer can make the node hold; BYTES take a K, M or G suffix, power
                             more without an answer (default 0: off; serve opens no outbound
                             link itself)
 
+WHO MAY CONNECT, WHAT THEY MAY CALL (default: anyone, anything, as stock):
+    --allow CIDR[,CIDR...]  accept connections only from these blocks (IPv4 or IPv6, e.g.
+                            10.0.0.0/8,127.0.0.1/32); others are closed before a byte is read
+    --max-per-source N      links open at once from one source address
+    --expose registered|NAME[,NAME...]
+                            remote callers reach only the registered names (@echo, @sink), or
+                            only these; numeric handles and .names answer `Invalid name`
+
 At start, serve raises its soft limit on open files to the hard limit and says the new
 limit on its first line. The node runs until killed.
 ";
@@ -61,6 +69,9 @@ const VALUE_FLAGS: &[&str] = &[
     "idle-timeout",
     "heartbeat",
     "health-every",
+    "allow",
+    "max-per-source",
+    "expose",
 ];
 
 /// The node's settings from the flags, the listener's bound, and the health period.
@@ -92,6 +103,31 @@ fn opts(a: &Args) -> Result<Opts, String> {
     }
     if let Some(t) = a.secs_or_off("heartbeat")? {
         cfg.heartbeat = t.map(Heartbeat::every);
+    }
+    if let Some(list) = a.get("allow") {
+        let nets = list.split(',').map(|c| {
+            let c = c.trim();
+            c.parse::<IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("--allow: `{c}` is not a CIDR block (e.g. 10.0.0.0/8) or an address"))
+        });
+        cfg.allow = Some(nets.collect::<Result<_, _>>()?);
+    }
+    cfg.max_links_per_source = a.count("max-per-source")?;
+    match a.get("expose") {
+        None => {}
+        Some("registered") => cfg.exposure = Exposure::Registered,
+        Some(list) => {
+            let names: Vec<String> = list
+                .split(',')
+                .map(|n| n.trim().trim_start_matches('@').to_string())
+                .filter(|n| !n.is_empty())
+                .collect();
+            if names.is_empty() {
+                return Err("--expose: give `registered` or names (e.g. echo,sink)".into());
+            }
+            cfg.exposure = Exposure::Names(names);
+        }
     }
     Ok(Opts { cfg, max_clients: a.count("max-clients")?, health_every: a.secs_or_off("health-every")?.flatten() })
 }

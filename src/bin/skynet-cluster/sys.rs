@@ -141,7 +141,8 @@ pub fn timestamp() -> String {
 pub fn health_line(h: &Health) -> String {
     format!(
         "health: links {}/{}, reassembly {}/{}, send {}/{}, refused links {}, over budget {}, late answers {}, \
-         heartbeat timeouts {}, expired {}, protocol errors {}, accept stalls {}",
+         heartbeat timeouts {}, expired {}, protocol errors {}, accept stalls {}, not allowed {}, over per-source \
+         bound {}, refused by exposure {}",
         h.links,
         h.max_links,
         fmt_bytes(h.reassembly_bytes),
@@ -154,7 +155,10 @@ pub fn health_line(h: &Health) -> String {
         h.heartbeat_timeouts,
         h.expired,
         h.protocol_errors,
-        h.accept_stalls
+        h.accept_stalls,
+        h.refused_not_allowed,
+        h.refused_per_source,
+        h.refused_exposure
     )
 }
 
