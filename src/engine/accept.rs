@@ -3,7 +3,6 @@
 
 use super::budget::Counters;
 use super::conn::Conn;
-use super::event::{LinkDir, LinkEvent};
 use super::io::{Entry, IoLoop, Read};
 use super::log::Level;
 use super::sockopt;
@@ -121,16 +120,10 @@ impl IoLoop {
         let stats = self.inner.inbound_stats.clone();
         let conn = Conn::new(token, stream, true, Some(peer), String::new(), stats, io.clone(), &self.inner.cfg, 0);
         LinkStats::add(&self.inner.inbound_stats.connects, 1);
+        let ev = conn.event(None);
         let mut e = Entry::new(Arc::new(conn), self.now);
         e.listener = Some(t);
         self.conns.insert(token, e);
-        let ev = LinkEvent {
-            dir: LinkDir::Inbound,
-            node: String::new(),
-            peer: Some(peer),
-            link: token.0 as u64,
-            down: None,
-        };
         self.inner.link_event(ev);
         Some(token)
     }

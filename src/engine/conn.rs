@@ -450,7 +450,7 @@ impl Conn {
     /// The descriptor itself is closed when the last `Arc` drops: the I/O thread and the
     /// node map let go of it at once, and responders hold only a `Weak`.
     pub fn close(&self, reason: &DownReason) -> bool {
-        let reason_kind = reason;
+        let heartbeat_dead = matches!(reason, DownReason::Heartbeat(_));
         let reason = reason.to_string();
         let pending = {
             let mut st = self.st.lock();
@@ -459,7 +459,7 @@ impl Conn {
             }
             st.closed = Some(reason.clone());
             st.closed_at = Some(Instant::now());
-            st.heartbeat_dead = matches!(reason_kind, DownReason::Heartbeat(_));
+            st.heartbeat_dead = heartbeat_dead;
             st.connected = false;
             st.out = VecDeque::new();
             st.spare = Vec::new();
@@ -480,18 +480,33 @@ impl Conn {
         true
     }
 
-    /// True once the link is closed.
-    pub fn is_closed(&self) -> bool {
-        self.st.lock().closed.is_some()
+    /// This link going up (`down: None`) or down, as the host's link hook is told.
+    pub fn event(&self, down: Option<DownReason>) -> super::event::LinkEvent {
+        use super::event::LinkDir;
+        super::event::LinkEvent {
+            dir: if self.inbound { LinkDir::Inbound } else { LinkDir::Outbound },
+            node: self.node.clone(),
+            peer: self.peer,
+            link: self.token.0 as u64,
+            down,
+        }
     }
 
     /// Queues a response frame (inbound links). Dropped (and counted as a late answer) if
     /// the link is gone.
     pub fn respond(self: &Arc<Self>, session: u32, r: Result<&[u8], &[u8]>) {
+        self.respond_or_drop(session, r, true)
+    }
+
+    /// [`Conn::respond`]; on a closed link the answer is dropped, and counted as a late
+    /// answer when `late` (an unanswered responder dropped after the close answered nothing).
+    pub fn respond_or_drop(self: &Arc<Self>, session: u32, r: Result<&[u8], &[u8]>, late: bool) {
         self.inflight.fetch_sub(1, Ordering::Relaxed);
         let mut st = self.st.lock();
         if st.closed.is_some() {
-            super::budget::Counters::add(&self.io.counters.late_answers);
+            if late {
+                super::budget::Counters::add(&self.io.counters.late_answers);
+            }
             return;
         }
         let len = match r {

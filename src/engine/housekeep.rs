@@ -54,11 +54,14 @@ impl IoLoop {
                 continue;
             }
             let Some(hb) = hb else { continue };
-            if !e.conn.st.lock().connected {
+            let (connected, answered) = {
+                let st = e.conn.st.lock();
+                (st.connected, e.probe.is_some_and(|(s, _)| !st.pending.contains_key(&s)))
+            };
+            if !connected {
                 continue;
             }
-            if let Some((session, sent)) = e.probe {
-                let answered = !e.conn.st.lock().pending.contains_key(&session);
+            if let Some((_, sent)) = e.probe {
                 if answered {
                     e.probe = None;
                 } else if now.saturating_duration_since(sent) >= hb.deadline {

@@ -15,7 +15,7 @@ use super::budget::{Budget, Counters};
 use super::config::Config;
 use super::conn::Conn;
 use super::direct::{direct_at_boundary, read_direct, start_direct, Direct};
-use super::event::{DownReason, LinkDir, LinkEvent};
+use super::event::DownReason;
 use super::log::{Level, Logger, RateLimit};
 use super::node::Inner;
 use super::pool::Pool;
@@ -458,13 +458,7 @@ impl IoLoop {
                 limit.log(log, Level::Warn, Some(&why), self.now, text);
             }
         }
-        self.inner.link_event(LinkEvent {
-            dir: if conn.inbound { LinkDir::Inbound } else { LinkDir::Outbound },
-            node: conn.node.clone(),
-            peer: conn.peer,
-            link: t.0 as u64,
-            down: Some(why),
-        });
+        self.inner.link_event(conn.event(Some(why)));
     }
 
     pub(super) fn on_event(&mut self, t: Token, read: Read, writable: bool, scratch: &mut [u8]) {
@@ -489,13 +483,7 @@ impl IoLoop {
                             st.ever_connected = true;
                         }
                         LinkStats::add(&conn.stats.connects, 1);
-                        self.inner.link_event(LinkEvent {
-                            dir: LinkDir::Outbound,
-                            node: conn.node.clone(),
-                            peer: conn.peer,
-                            link: t.0 as u64,
-                            down: None,
-                        });
+                        self.inner.link_event(conn.event(None));
                         conn.flush_or_report();
                     }
                     Ok(false) => return,

@@ -5,7 +5,7 @@
 use super::budget::Health;
 use super::config::{default_nodename, Config, NodeAddr, NodeChange, ReloadReport, RESERVED_PREFIX};
 use super::error::CallError;
-use super::event::{DownReason, LinkDir, LinkEvent, LinkHook};
+use super::event::{DownReason, LinkEvent, LinkHook};
 use super::io::{Cmd, IoLoop, IoShared};
 use super::log::LogHook;
 use super::peer::Peer;
@@ -319,13 +319,7 @@ impl Handle {
         // callbacks may call again); the I/O thread forgets the sockets.
         for c in closing {
             if c.close(&DownReason::Reload) {
-                self.inner.link_event(LinkEvent {
-                    dir: LinkDir::Outbound,
-                    node: c.node.clone(),
-                    peer: c.peer,
-                    link: c.token.0 as u64,
-                    down: Some(DownReason::Reload),
-                });
+                self.inner.link_event(c.event(Some(DownReason::Reload)));
             }
             self.inner.io.send(Cmd::Close(c.token, DownReason::Reload));
         }

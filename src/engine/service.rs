@@ -134,9 +134,7 @@ impl Drop for Responder {
     /// link closed is not a late answer (nothing was answered), so it is not counted.
     fn drop(&mut self) {
         if let Some(c) = self.conn.take().and_then(|w| w.upgrade()) {
-            if !c.is_closed() {
-                c.respond(self.session, Err(b"no response"));
-            }
+            c.respond_or_drop(self.session, Err(b"no response"), false);
         }
     }
 }
