@@ -70,6 +70,9 @@ pub(crate) struct Counters {
     pub refused_not_allowed: AtomicU64,
     pub refused_per_source: AtomicU64,
     pub refused_exposure: AtomicU64,
+    pub tls_links: AtomicU64,
+    pub refused_plain: AtomicU64,
+    pub tls_failures: AtomicU64,
 }
 
 impl Counters {
@@ -112,4 +115,12 @@ pub struct Health {
     pub refused_per_source: u64,
     /// Requests and name queries refused by `Config::exposure`.
     pub refused_exposure: u64,
+    /// Links that completed a TLS handshake (both directions).
+    pub tls_links: u64,
+    /// Plain-text peers refused because the mode is `require`: stock senders whose
+    /// connection was closed, and links to nodes that did not answer the hello.
+    pub refused_plain: u64,
+    /// TLS handshakes that failed (unknown CA, a certificate naming another node, expired,
+    /// not TLS at all) and hellos not followed by a handshake.
+    pub tls_failures: u64,
 }

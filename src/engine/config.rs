@@ -62,8 +62,7 @@ impl Heartbeat {
     }
 }
 
-/// Names beginning with this are the engine's own (heartbeat probes, and later the native
-/// hello): a peer asking for one gets what it gets for any unknown name, and
+/// Names beginning with this are the engine's own (heartbeat probes, the TLS hello): a peer asking for one gets what it gets for any unknown name, and
 /// [`Handle::register`](super::Handle::register) refuses them.
 pub const RESERVED_PREFIX: &str = "__skc.";
 /// The name a heartbeat probe queries (`cluster.query(node, HEARTBEAT_NAME)`).
@@ -178,6 +177,9 @@ pub struct Config {
     /// `Invalid name`, what a stock agent answers for an unknown name; refused name queries
     /// `name not found`.
     pub exposure: Exposure,
+    /// TLS between native nodes (see [`TlsMode`](super::TlsMode)). Default: off (stock).
+    /// A mode other than off needs the crate's `tls` feature and readable certificates.
+    pub tls: super::TlsConfig,
     /// Where the engine's log lines go (`None`: stderr). Replaceable later with
     /// [`Handle::set_log`](super::Handle::set_log).
     pub log: Option<super::LogHook>,
@@ -208,6 +210,7 @@ impl Default for Config {
             allow: None,
             max_links_per_source: None,
             exposure: Exposure::All,
+            tls: super::TlsConfig::default(),
             log: None,
         }
     }

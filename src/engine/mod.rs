@@ -124,6 +124,7 @@ mod service;
 pub mod sockopt;
 mod standby;
 mod stats;
+pub mod tls;
 mod waiting;
 
 pub use crate::wire::Address;
@@ -142,3 +143,4 @@ pub use node::{CallOpts, Handle, Node};
 pub use nodemap::{MapValue, NodeMap};
 pub use service::{FnService, Inbound, Responder, Service};
 pub use stats::{LinkStats, StatsSnapshot};
+pub use tls::{TlsConfig, TlsMode};

@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub(super) deferred: Mutex<Vec<Deferred>>,
     /// The host's link-event hook.
     pub(super) link_hook: RwLock<Option<LinkHook>>,
+    /// TLS mode and certificates.
+    pub(crate) tls: super::tls::Tls,
 }
 
 impl Inner {
@@ -89,6 +91,7 @@ impl Node {
     /// [`Handle::set_service`], and calls nothing until [`Handle::reload`] gives it peers.
     pub fn new(cfg: Config) -> io::Result<Node> {
         assert!((1..=MAX_SESSION).contains(&cfg.first_session), "first_session must be in 1..=0x7fffffff");
+        let tls = super::tls::Tls::new(&cfg.tls).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
         let io = Arc::new(IoShared::new(&poll, &cfg)?);
         let nodename = cfg.nodename.clone().unwrap_or_else(default_nodename);
@@ -106,6 +109,7 @@ impl Node {
             shut: AtomicBool::new(false),
             deferred: Mutex::new(Vec::new()),
             link_hook: RwLock::new(None),
+            tls,
         });
         let runner = Runner::new(IoLoop::new(poll, inner.clone()), inner.clone());
         // The host's callbacks run on these threads, and inside skynet so do Lua services
@@ -241,6 +245,27 @@ impl Handle {
         *self.inner.link_hook.write() = hook;
     }
 
+    /// Reads the TLS certificate files again (the paths of `Config::tls`), without a restart:
+    /// links made from now on use them; links already up keep theirs. On error (a file
+    /// missing or not valid PEM, a key that does not match) the certificates in use stay
+    /// and the error says which file. With TLS off: nothing to do.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        let r = self.inner.tls.reload();
+        match &r {
+            Ok(()) if self.inner.tls.mode != super::TlsMode::Off => {
+                self.inner.io.log.log(super::Level::Info, None, "tls: certificates reloaded")
+            }
+            Ok(()) => {}
+            Err(e) => self.inner.io.log.warn(&format!("{e} (the certificates in use stay)")),
+        }
+        r
+    }
+
+    /// The node's TLS mode.
+    pub fn tls_mode(&self) -> super::TlsMode {
+        self.inner.tls.mode
+    }
+
     /// What the node holds against its budgets, and what its limits and timers did.
     pub fn health(&self) -> Health {
         let io = &self.inner.io;
@@ -263,6 +288,9 @@ impl Handle {
             refused_not_allowed: get(&c.refused_not_allowed),
             refused_per_source: get(&c.refused_per_source),
             refused_exposure: get(&c.refused_exposure),
+            tls_links: get(&c.tls_links),
+            refused_plain: get(&c.refused_plain),
+            tls_failures: get(&c.tls_failures),
         }
     }
 
