@@ -9,6 +9,9 @@
 mod args;
 #[path = "skynet-cluster/bench.rs"]
 mod bench;
+#[cfg(feature = "tls")]
+#[path = "skynet-cluster/certs.rs"]
+mod certs;
 #[path = "skynet-cluster/cli.rs"]
 mod cli;
 #[path = "skynet-cluster/floor.rs"]
@@ -23,6 +26,10 @@ mod procstat;
 mod serve;
 #[path = "skynet-cluster/sys.rs"]
 mod sys;
+#[path = "skynet-cluster/tlsflags.rs"]
+mod tlsflags;
+#[path = "skynet-cluster/vsplain.rs"]
+mod vsplain;
 #[path = "skynet-cluster/watch.rs"]
 mod watch;
 
@@ -30,13 +37,19 @@ const USAGE: &str = "\
 skynet-cluster: skynet's cluster layer, native.
 
 USAGE:
-    skynet-cluster serve --listen HOST:PORT [--port-file PATH] [--max-links N] [--max-clients N] ...
-    skynet-cluster bench [--connect HOST:PORT] [--size N] [--conc N] [--duration S] [--push] ...
-    skynet-cluster call|push [--timeout MS] [--heartbeat SECS] HOST:PORT ADDR [ARGS...]
+    skynet-cluster serve --listen HOST:PORT [--port-file PATH] [--max-links N] [--max-clients N]
+                         [--allow CIDR,...] [--expose NAME,...] [TLS] ...
+    skynet-cluster bench [--connect HOST:PORT] [--size N] [--conc N] [--duration S] [--push]
+                         [TLS] [--vs-plain] ...
+    skynet-cluster call|push [--timeout MS] [--heartbeat SECS] [TLS] HOST:PORT ADDR [ARGS...]
                                                          (ARGS: Lua literals)
-    skynet-cluster query [--timeout MS] [--heartbeat SECS] HOST:PORT NAME
+    skynet-cluster query [--timeout MS] [--heartbeat SECS] [TLS] HOST:PORT NAME
     skynet-cluster watch HOST:PORT [HOST:PORT...] [--interval SECS] [--heartbeat SECS] [--count N]
+    skynet-cluster certs [--days N] DIR NODE [NODE...]
     skynet-cluster help | --help
+
+TLS: --tls off|prefer|require --tls-ca FILE --tls-cert FILE --tls-key FILE, and for the
+clients --tls-name NAME (the node name the server's certificate carries).
 
 Run `skynet-cluster <subcommand> --help` for the flags of each subcommand.
 ";
@@ -50,6 +63,13 @@ fn main() {
         Some("push") => cli::push(argv.collect()),
         Some("query") => cli::query(argv.collect()),
         Some("watch") => watch::main(argv.collect()),
+        #[cfg(feature = "tls")]
+        Some("certs") => certs::main(argv.collect()),
+        #[cfg(not(feature = "tls"))]
+        Some("certs") => {
+            eprintln!("skynet-cluster certs: this build has no TLS (the crate's `tls` feature is off)");
+            1
+        }
         Some("help") | Some("--help") | Some("-h") => {
             print!("{USAGE}");
             0

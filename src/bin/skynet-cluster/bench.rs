@@ -4,6 +4,7 @@
 use super::args::{parse_size, usage_error, Args};
 use super::floor;
 use super::procstat::{pid_cpu, pid_peak_rss_kib, pid_rss_kib, self_cpu, self_peak_rss_kib};
+use super::tlsflags::{self, Tls};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use parking_lot::{Condvar, Mutex};
@@ -17,7 +18,7 @@ skynet-cluster bench: load generator for a node that serves @echo and @sink.
 
 USAGE:
     skynet-cluster bench [--connect HOST:PORT] [--size N] [--conc N] [--duration S] [--push]
-                         [--heartbeat SECS] [--hold-links N]
+                         [--heartbeat SECS] [--hold-links N] [TLS] [--vs-plain [--rounds N]]
 
 Each call is cluster.call(node, \"@echo\", x): x is a skynet.pack'ed integer for the tiny
 size, else a packed string of N bytes. Concurrency N keeps N calls in flight on one link.
@@ -41,8 +42,23 @@ FLAGS:
                          drop them after SECS more without an answer (default 0 = off)
     --hold-links N       first open N links to the node, use each once, and keep them idle
                          while the bench runs: prints the server's RSS per idle link (with
-                         its pid) and the rows then show busy links beside N idle ones
+                         its pid) and the rows then show busy links beside N idle ones (plain
+                         links, whatever --tls says)
+    --vs-plain           with --tls prefer|require: TLS against plain on the same node (run
+                         `serve --tls prefer`: one port serves both). Each row runs plain then
+                         TLS, on two links of their own; prints calls/s and p50 of both, the
+                         ratios, and the goals: TLS >= 80% of plain calls/s for tiny at conc
+                         64, >= 70% for 1 MiB (every conc), p50 <= 1.2x plain for tiny at conc
+                         1, each met or not met. Rows: --size x --conc, or by default tiny x
+                         1, 64 and 1m x 1, 8. No floor, no pushes
+    --rounds N           with --vs-plain: run the rows N times, alternating, and report each
+                         figure's median (default 1)
     --help               this text
+
+{TLS}
+With --tls, every link the bench makes is TLS (the matrix's idle-link memory row is left out:
+its 256 links would need 256 node names, and the certificate names one). Without --connect,
+the server bench starts gets `--tls prefer` and the same CA, certificate and key.
 
 Columns: calls/s, MB/s (payload, each way), latency p50/p99/p99.9 in microseconds,
 CPU seconds per 100k calls of the client process and of the server (when its pid is known).
@@ -50,16 +66,15 @@ CPU seconds per 100k calls of the client process and of the server (when its pid
 CPU lower is better).
 ";
 
-const NODE: &str = "target";
-
 pub fn main(argv: Vec<String>) -> i32 {
-    let flags = &["connect", "server-pid", "size", "conc", "duration", "heartbeat", "hold-links"];
-    let a = match Args::parse(argv, flags, &["push", "no-floor"]) {
+    let mut flags = vec!["connect", "server-pid", "size", "conc", "duration", "heartbeat", "hold-links", "rounds"];
+    flags.extend_from_slice(tlsflags::CLIENT_FLAGS);
+    let a = match Args::parse(argv, &flags, &["push", "no-floor", "vs-plain"]) {
         Ok(a) => a,
         Err(e) => return usage_error("bench", &e),
     };
     if a.flag("help") {
-        print!("{HELP}");
+        print!("{}", HELP.replace("{TLS}", tlsflags::CLIENT_HELP));
         return 0;
     }
     let o = match opts(&a) {
@@ -75,7 +90,7 @@ pub fn main(argv: Vec<String>) -> i32 {
     }
 }
 
-struct Child(std::process::Child, String);
+pub(crate) struct Child(pub(crate) std::process::Child, String);
 impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -84,16 +99,20 @@ impl Drop for Child {
     }
 }
 
-fn spawn_server() -> Result<(Child, String), String> {
+/// `skynet-cluster serve` on a free loopback port (with TLS on: `--tls prefer` and `tls`'s
+/// files), and its address.
+pub(crate) fn spawn_server(tls: &Tls) -> Result<(Child, String), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let pf = std::env::temp_dir().join(format!("skc-bench-{}.port", std::process::id()));
     let pfs = pf.to_string_lossy().to_string();
     let _ = std::fs::remove_file(&pf);
-    let child = std::process::Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--port-file", &pfs])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--port-file", &pfs]);
+    if tls.on() {
+        cmd.args(["--tls", "prefer", "--tls-ca"]).arg(&tls.cfg.ca);
+        cmd.arg("--tls-cert").arg(&tls.cfg.cert).arg("--tls-key").arg(&tls.cfg.key);
+    }
+    let child = cmd.stdout(std::process::Stdio::null()).spawn().map_err(|e| format!("cannot start the server: {e}"))?;
     let child = Child(child, pfs.clone());
     let t0 = Instant::now();
     loop {
@@ -107,7 +126,7 @@ fn spawn_server() -> Result<(Child, String), String> {
     }
 }
 
-fn payload(size: Option<usize>) -> Vec<u8> {
+pub(crate) fn payload(size: Option<usize>) -> Vec<u8> {
     let mut p = Vec::new();
     match size {
         None => skynet_cluster::seri::encode_integer_into(&mut p, 1),
@@ -119,7 +138,7 @@ fn payload(size: Option<usize>) -> Vec<u8> {
     p
 }
 
-fn label(size: Option<usize>) -> String {
+pub(crate) fn label(size: Option<usize>) -> String {
     match size {
         None => "tiny".into(),
         Some(n) if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}m", n >> 20),
@@ -129,6 +148,8 @@ fn label(size: Option<usize>) -> String {
 }
 
 struct State {
+    /// The node map's name of the node loaded.
+    node: String,
     stop: AtomicBool,
     active: AtomicUsize,
     calls: AtomicU64,
@@ -142,11 +163,11 @@ fn issue(h: Handle, st: Arc<State>, p: Bytes) {
     let start = Instant::now();
     let (h2, st2, p2) = (h.clone(), st.clone(), p.clone());
     let opts = CallOpts { timeout: Some(Duration::from_secs(60)), trace: None };
-    let r = h.call_with_bytes(NODE, Address::Name(b"@echo"), p, opts, move |r| {
+    let r = h.call_with_bytes(&st.node, Address::Name(b"@echo"), p, opts, move |r| {
         match r {
             Ok(_) => {
                 st2.calls.fetch_add(1, Ordering::Relaxed);
-                let _ = st2.hist.lock().record(start.elapsed().as_micros().max(1) as u64);
+                let _ = st2.hist.lock().record(start.elapsed().as_nanos().max(1) as u64);
             }
             Err(e) => {
                 st2.errors.fetch_add(1, Ordering::Relaxed);
@@ -173,24 +194,34 @@ fn finish(st: &State) {
     }
 }
 
-struct Ours {
-    calls: u64,
-    errors: u64,
-    last_error: Option<CallError>,
-    secs: f64,
-    hist: Histogram<u64>,
+pub(crate) struct Ours {
+    pub(crate) calls: u64,
+    pub(crate) errors: u64,
+    pub(crate) last_error: Option<CallError>,
+    pub(crate) secs: f64,
+    /// Latencies in nanoseconds (see [`Ours::us`]).
+    pub(crate) hist: Histogram<u64>,
     cli_cpu: Duration,
     srv_cpu: Option<Duration>,
 }
 
-fn run_calls(h: &Handle, p: &Bytes, conc: usize, dur: Duration, srv_pid: Option<u32>) -> Ours {
+impl Ours {
+    /// A latency quantile in microseconds (fractions kept).
+    pub(crate) fn us(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// `conc` calls in flight to `node` for `dur`.
+pub(crate) fn run_calls(h: &Handle, node: &str, p: &Bytes, conc: usize, dur: Duration, srv_pid: Option<u32>) -> Ours {
     let st = Arc::new(State {
+        node: node.to_string(),
         stop: AtomicBool::new(false),
         active: AtomicUsize::new(conc),
         calls: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         last_error: Mutex::new(None),
-        hist: Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3).unwrap()),
+        hist: Mutex::new(Histogram::new_with_bounds(1, 120_000_000_000, 3).unwrap()),
         idle: (Mutex::new(()), Condvar::new()),
     });
     let cpu0 = self_cpu();
@@ -228,10 +259,10 @@ fn run_calls(h: &Handle, p: &Bytes, conc: usize, dur: Duration, srv_pid: Option<
     }
 }
 
-fn sink_count(h: &Handle) -> Result<i64, String> {
+fn sink_count(h: &Handle, node: &str) -> Result<i64, String> {
     let mut p = Vec::new();
     skynet_cluster::seri::encode_integer_into(&mut p, 0);
-    let r = h.call(NODE, Address::Name(b"@sink"), &p, Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    let r = h.call(node, Address::Name(b"@sink"), &p, Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
     match skynet_cluster::seri::decode(&r).map_err(|e| e.to_string())?.first() {
         Some(skynet_cluster::seri::Value::Integer(n)) => Ok(*n),
         other => Err(format!("@sink answered {other:?}, not an integer")),
@@ -246,8 +277,8 @@ struct PushResult {
     srv_cpu: Option<Duration>,
 }
 
-fn run_push(h: &Handle, p: &[u8], dur: Duration, srv_pid: Option<u32>) -> Result<PushResult, String> {
-    let before = sink_count(h)?;
+fn run_push(h: &Handle, node: &str, p: &[u8], dur: Duration, srv_pid: Option<u32>) -> Result<PushResult, String> {
+    let before = sink_count(h, node)?;
     let cpu0 = self_cpu();
     let srv0 = srv_pid.and_then(pid_cpu);
     let t0 = Instant::now();
@@ -256,7 +287,7 @@ fn run_push(h: &Handle, p: &[u8], dur: Duration, srv_pid: Option<u32>) -> Result
         let mut full = false;
         h.batch(|| {
             for _ in 0..256 {
-                match h.push(NODE, Address::Name(b"@sink"), p) {
+                match h.push(node, Address::Name(b"@sink"), p) {
                     Ok(()) => sent += 1,
                     Err(CallError::Overloaded) => {
                         overloaded += 1;
@@ -275,7 +306,7 @@ fn run_push(h: &Handle, p: &[u8], dur: Duration, srv_pid: Option<u32>) -> Result
         }
     }
     // Pushes and calls keep their order on a link: this answer comes after every push.
-    let after = sink_count(h)?;
+    let after = sink_count(h, node)?;
     let secs = t0.elapsed().as_secs_f64();
     let cli_cpu = self_cpu() - cpu0;
     let srv_cpu = match (srv0, srv_pid.and_then(pid_cpu)) {
@@ -292,7 +323,7 @@ fn per100k(cpu: Duration, calls: u64) -> f64 {
     cpu.as_secs_f64() * 100_000.0 / calls as f64
 }
 
-fn ratio(a: f64, b: f64) -> String {
+pub(crate) fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 && a.is_finite() && b.is_finite() {
         format!("{:.2}", a / b)
     } else {
@@ -308,6 +339,9 @@ struct Opts {
     server_pid: Option<u32>,
     heartbeat: Option<Heartbeat>,
     hold_links: Option<usize>,
+    tls: Tls,
+    /// `--vs-plain`: the rounds.
+    vs_plain: Option<usize>,
 }
 
 fn opts(a: &Args) -> Result<Opts, String> {
@@ -326,11 +360,22 @@ fn opts(a: &Args) -> Result<Opts, String> {
         .transpose()?;
     let heartbeat = a.secs_or_off("heartbeat")?.flatten().map(Heartbeat::every);
     let hold_links = a.count("hold-links")?;
-    Ok(Opts { dur, size_list, conc_list, server_pid: a.num("server-pid")?, heartbeat, hold_links })
+    let tls = tlsflags::parse(|f| a.get(f), true)?;
+    let rounds = a.count("rounds")?;
+    let vs_plain = match (a.flag("vs-plain"), rounds) {
+        (false, Some(_)) => return Err("--rounds goes with --vs-plain".into()),
+        (false, None) => None,
+        (true, _) if !tls.on() => return Err("--vs-plain needs --tls prefer or require (and its files)".into()),
+        (true, _) if a.flag("push") || hold_links.is_some() => {
+            return Err("--vs-plain compares calls: no --push, no --hold-links".into())
+        }
+        (true, r) => Some(r.unwrap_or(1)),
+    };
+    Ok(Opts { dur, size_list, conc_list, server_pid: a.num("server-pid")?, heartbeat, hold_links, tls, vs_plain })
 }
 
 fn run(a: &Args, o: Opts) -> Result<(), String> {
-    let Opts { dur, size_list, conc_list, mut server_pid, heartbeat, hold_links } = o;
+    let Opts { dur, size_list, conc_list, mut server_pid, heartbeat, hold_links, tls, vs_plain } = o;
     let no_floor = a.flag("no-floor");
     let size_arg = size_list.as_ref().map(|l| l[0]);
     let conc_arg = conc_list.as_ref().map(|l| l[0]);
@@ -338,21 +383,19 @@ fn run(a: &Args, o: Opts) -> Result<(), String> {
     let target = match a.get("connect") {
         Some(c) => c.to_string(),
         None => {
-            let (c, addr) = spawn_server()?;
+            let (c, addr) = spawn_server(&tls)?;
             server_pid = Some(c.0.id());
             _child = c;
             addr
         }
     };
-    // Calls: a queue (and a node send budget: 224 MiB by default) large enough for 256 x 1 MiB
-    // in flight. Pushes: a small one, so that overload shows up as 'overloaded' errors
-    // instead of memory.
-    let node = Node::new(Config { max_send_queue: 1 << 30, max_send_total: 1 << 30, heartbeat, ..Config::default() })
-        .map_err(|e| e.to_string())?;
-    node.reload(&[(NODE, Some(&target))]);
+    if let Some(rounds) = vs_plain {
+        let rows = super::vsplain::Rows { sizes: size_list, concs: conc_list, dur, rounds };
+        return super::vsplain::run(&target, &tls, heartbeat, rows);
+    }
+    let node = calls_node(&target, &tls, heartbeat)?;
     let h = node.handle();
-    h.call(NODE, Address::Name(b"@echo"), &payload(None), Some(Duration::from_secs(10)))
-        .map_err(|e| format!("{target} does not answer @echo: {e}"))?;
+    let peer = tls.peer.as_str();
     println!(
         "skynet-cluster bench -> {target}  ({} per measurement{}; server pid {})",
         fmt_dur(dur),
@@ -366,7 +409,9 @@ fn run(a: &Args, o: Opts) -> Result<(), String> {
     };
     let matrix = size_arg.is_none() && conc_arg.is_none();
     let push_only = a.flag("push");
-    if matrix {
+    if matrix && tls.on() {
+        println!("idle link memory: not measured with --tls (256 links would need 256 node names)");
+    } else if matrix {
         // First, while both processes are fresh: RSS only grows, so later it would hide this.
         idle_links(&target, server_pid, heartbeat)?;
     }
@@ -398,7 +443,7 @@ fn run(a: &Args, o: Opts) -> Result<(), String> {
             let p = Bytes::from(payload(size));
             let req_frame = p.len() + 13; // length prefix + 0x80 + name len + "@echo" + session
             for &conc in &concs {
-                let ours = run_calls(&h, &p, conc, dur, server_pid);
+                let ours = run_calls(&h, peer, &p, conc, dur, server_pid);
                 let fl = (!no_floor).then(|| floor::pingpong(req_frame, conc, dur));
                 print_row(&label(size), conc, p.len(), &ours, fl.as_ref());
                 if let Some(e) = &ours.last_error {
@@ -408,13 +453,15 @@ fn run(a: &Args, o: Opts) -> Result<(), String> {
         }
     }
     if push_only || matrix {
-        let pnode =
-            Node::new(Config { max_send_queue: 4 << 20, heartbeat, ..Config::default() }).map_err(|e| e.to_string())?;
-        pnode.reload(&[(NODE, Some(&target))]);
+        // Pushes: a small queue, so that overload shows up as 'overloaded' errors instead of
+        // memory.
+        let cfg = Config { max_send_queue: 4 << 20, heartbeat, tls: tls.cfg.clone(), ..Config::default() };
+        let pnode = Node::new(cfg).map_err(|e| e.to_string())?;
+        pnode.reload(&[(peer, Some(&target))]);
         let ph = pnode.handle();
         let size = size_arg.flatten();
         let p = payload(size);
-        let r = run_push(&ph, &p, dur, server_pid)?;
+        let r = run_push(&ph, peer, &p, dur, server_pid)?;
         let (frate, fcli, fsrv) = if no_floor {
             (f64::NAN, Duration::ZERO, Duration::ZERO)
         } else {
@@ -446,14 +493,32 @@ fn run(a: &Args, o: Opts) -> Result<(), String> {
     Ok(())
 }
 
-fn fmt_dur(d: Duration) -> String {
+/// The node calls are made from, its one peer `target` (named `tls.peer`), which has
+/// answered one call: a queue (and a node send budget: 224 MiB by default) large enough for
+/// 256 x 1 MiB in flight.
+pub(crate) fn calls_node(target: &str, tls: &Tls, heartbeat: Option<Heartbeat>) -> Result<Node, String> {
+    let cfg = Config {
+        max_send_queue: 1 << 30,
+        max_send_total: 1 << 30,
+        heartbeat,
+        tls: tls.cfg.clone(),
+        ..Config::default()
+    };
+    let node = Node::new(cfg).map_err(|e| e.to_string())?;
+    node.reload(&[(tls.peer.as_str(), Some(target))]);
+    node.call(&tls.peer, Address::Name(b"@echo"), &payload(None), Some(Duration::from_secs(10)))
+        .map_err(|e| format!("{target} does not answer @echo: {e}"))?;
+    Ok(node)
+}
+
+pub(crate) fn fmt_dur(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
 fn print_row(size: &str, conc: usize, plen: usize, o: &Ours, fl: Option<&floor::Floor>) {
     let rate = o.calls as f64 / o.secs;
     let mbs = rate * plen as f64 / 1e6;
-    let p50 = o.hist.value_at_quantile(0.5);
+    let p50 = o.us(0.5).round();
     let cli = per100k(o.cli_cpu, o.calls);
     let srv = o.srv_cpu.map(|c| per100k(c, o.calls)).unwrap_or(f64::NAN);
     let (frate, fp50, fcli, fsrv) = match fl {
@@ -473,9 +538,9 @@ fn print_row(size: &str, conc: usize, plen: usize, o: &Ours, fl: Option<&floor::
         ratio(rate, frate),
         mbs,
         p50,
-        ratio(p50 as f64, fp50),
-        o.hist.value_at_quantile(0.99),
-        o.hist.value_at_quantile(0.999),
+        ratio(p50, fp50),
+        o.us(0.99).round(),
+        o.us(0.999).round(),
         cli,
         ratio(cli, fcli),
         if srv.is_finite() { format!("{srv:.3}") } else { "-".into() },

@@ -5,18 +5,19 @@
 
 use super::args::{parse_secs, usage_error};
 use super::literal;
-use skynet_cluster::engine::{Address, CallError, Config, Heartbeat, Node};
+use super::tlsflags::{self, Tls};
+use skynet_cluster::engine::{Address, CallError, Config, Heartbeat, Node, HEARTBEAT_NAME};
 use skynet_cluster::{seri, wire};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const PEER: &str = "target";
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
 const USAGE: &str = "\
 USAGE:
-    skynet-cluster call  [--timeout MS] [--heartbeat SECS] HOST:PORT ADDR [ARGS...]
-    skynet-cluster push  [--timeout MS] [--heartbeat SECS] HOST:PORT ADDR [ARGS...]
-    skynet-cluster query [--timeout MS] [--heartbeat SECS] HOST:PORT NAME
+    skynet-cluster call  [--timeout MS] [--heartbeat SECS] [TLS] HOST:PORT ADDR [ARGS...]
+    skynet-cluster push  [--timeout MS] [--heartbeat SECS] [TLS] HOST:PORT ADDR [ARGS...]
+    skynet-cluster query [--timeout MS] [--heartbeat SECS] [TLS] HOST:PORT NAME
 
 ADDR is a service name (`@sdb` for a name registered with cluster.register, `.db` for a
 skynet local name) or a numeric address (`10`, `0x0a`, `:0000000a`). ARGS are Lua literals,
@@ -29,13 +30,22 @@ FLAGS:
                       give up after SECS more without an answer (a frozen peer), instead of
                       waiting for the timeout (decimals allowed; default 0 = off)
 
-EXIT: 0 ok, 1 remote error (its text on stderr), 2 usage, 3 connect/timeout/link errors.
+";
+
+const EXIT: &str = "
+Against `serve --tls require`, a plain client's link is closed (exit 3). With --tls require,
+a node that does not speak TLS, a certificate the CA did not sign or one that does not carry
+--tls-name fail the command with the reason (exit 3).
+
+EXIT: 0 ok, 1 remote error (its text on stderr), 2 usage, 3 connect/timeout/link/TLS errors.
 ";
 
 struct Cmd {
     target: String,
     timeout: Option<Duration>,
     heartbeat: Option<Duration>,
+    /// TLS settings, and the node map's name for the target (`--tls-name` or `target`).
+    tls: Tls,
     rest: Vec<String>,
 }
 
@@ -65,6 +75,7 @@ fn parse(argv: Vec<String>, min_rest: usize) -> Result<Cmd, Fail> {
     let mut it = argv.into_iter().peekable();
     let mut timeout = Some(Duration::from_millis(DEFAULT_TIMEOUT_MS));
     let mut heartbeat = None;
+    let mut tls_values: HashMap<String, String> = HashMap::new();
     // Options come first: ARGS may be negative numbers.
     while let Some(a) = it.peek() {
         if a == "--help" || a == "-h" {
@@ -82,15 +93,19 @@ fn parse(argv: Vec<String>, min_rest: usize) -> Result<Cmd, Fail> {
                 timeout = (ms > 0).then(|| Duration::from_millis(ms));
             }
             "heartbeat" => heartbeat = parse_secs(&v).map_err(|e| format!("--heartbeat: {e}"))?,
+            n if tlsflags::CLIENT_FLAGS.contains(&n) => {
+                tls_values.insert(name, v);
+            }
             _ => return Err(format!("unknown flag --{name}").into()),
         }
     }
+    let tls = tlsflags::parse(|f| tls_values.get(f).map(String::as_str), true)?;
     let target = it.next().ok_or("missing HOST:PORT")?;
     let rest: Vec<String> = it.collect();
     if rest.len() < min_rest {
         return Err("missing ADDR".into());
     }
-    Ok(Cmd { target, timeout, heartbeat, rest })
+    Ok(Cmd { target, timeout, heartbeat, tls, rest })
 }
 
 /// `@name` / `.name` / other text -> a name; `10`, `0x0a`, `:0000000a` -> a number.
@@ -125,16 +140,17 @@ fn node(c: &Cmd, cmd: &'static str, links: bool) -> Result<Node, Fail> {
         nowaiting: true,
         heartbeat: c.heartbeat.map(Heartbeat::every),
         log: Some(super::sys::log_hook(cmd, links, false)),
+        tls: c.tls.cfg.clone(),
         ..Config::default()
     };
     let node = Node::new(cfg).map_err(|e| Fail::Op(format!("cannot start a node: {e}")))?;
-    node.reload(&[(PEER, Some(&c.target))]);
+    node.reload(&[(c.tls.peer.as_str(), Some(&c.target))]);
     Ok(node)
 }
 
 fn usage(cmd: &str, e: String) -> i32 {
     if e.is_empty() {
-        print!("{USAGE}");
+        print!("{USAGE}{}{EXIT}", tlsflags::CLIENT_HELP);
         return 0;
     }
     usage_error(cmd, &e)
@@ -173,7 +189,7 @@ pub fn call(argv: Vec<String>) -> i32 {
         let addr = address(&c.rest[0])?;
         let p = payload(&c.rest[1..])?;
         let node = node(&c, "call", false)?;
-        Ok(match node.call(PEER, addr, &p, c.timeout) {
+        Ok(match node.call(&c.tls.peer, addr, &p, c.timeout) {
             Ok(answer) => {
                 print_answer(&answer);
                 0
@@ -194,13 +210,22 @@ pub fn push(argv: Vec<String>) -> i32 {
         // one the link's first session): the push has left once this many bytes were written.
         let mut frames = Vec::new();
         wire::encode_request(&mut frames, addr, 1, &p, wire::RequestKind::Push).map_err(|e| Fail::Op(e.to_string()))?;
-        if let Err(e) = node.push(PEER, addr, &p) {
+        if let Err(e) = node.push(&c.tls.peer, addr, &p) {
             return Ok(call_error(e));
+        }
+        if c.tls.on() {
+            // The link's byte count includes the hello and the handshake: instead, a name
+            // query behind the push (answers keep the link's order; any answer, `name not
+            // found` included, means the push arrived), or the reason the link failed.
+            return Ok(match node.query(&c.tls.peer, HEARTBEAT_NAME, c.timeout) {
+                Ok(_) | Err(CallError::Remote(_)) => 0,
+                Err(e) => call_error(e),
+            });
         }
         // A push has no answer: wait until it is written (or the link fails) before exiting.
         let start = Instant::now();
         loop {
-            let s = node.stats(PEER).unwrap_or_default();
+            let s = node.stats(&c.tls.peer).unwrap_or_default();
             if s.bytes_out >= frames.len() as u64 {
                 return Ok(0);
             }
@@ -226,7 +251,7 @@ pub fn query(argv: Vec<String>) -> i32 {
         }
         let name = c.rest[0].strip_prefix('@').unwrap_or(&c.rest[0]);
         let node = node(&c, "query", false)?;
-        Ok(match node.query(PEER, name, c.timeout) {
+        Ok(match node.query(&c.tls.peer, name, c.timeout) {
             Ok(a) => {
                 println!("{a}");
                 0

@@ -2,6 +2,7 @@
 
 use super::args::{fmt_bytes, fmt_secs, usage_error, Args};
 use super::sys::{self, Signals};
+use super::tlsflags;
 use skynet_cluster::engine::{Address, Config, Exposure, FnService, Heartbeat, Inbound, IpNet, Node, Responder};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ skynet-cluster serve: run a cluster node that serves two services.
 
 USAGE:
     skynet-cluster serve --listen HOST:PORT [--port-file PATH] [LIMITS] [--health-every SECS]
+                         [--allow CIDR,...] [--max-per-source N] [--expose ...] [TLS]
 
 SERVICES (registered names, reachable as `@name` and through cluster.query):
     @echo   answers every call with its request payload unchanged (skynet.retpack(...) of
@@ -23,7 +25,8 @@ FLAGS:
     --port-file PATH        write the bound HOST:PORT to PATH once listening
     --health-every SECS     print the node's health (links, budgets, what its limits refused)
                             as one line every SECS seconds (default 0 = never); SIGUSR1
-                            prints the same line at any time
+                            prints the same line at any time (with TLS: links encrypted,
+                            plain peers refused, handshakes failed)
     --help                  this text
 
 LIMITS (what a peer can make the node hold; BYTES take a K, M or G suffix, powers of 1024:
@@ -50,8 +53,16 @@ WHO MAY CONNECT, WHAT THEY MAY CALL (default: anyone, anything, as stock):
                             remote callers reach only the registered names (@echo, @sink), or
                             only these; numeric handles and .names answer `Invalid name`
 
+{TLS}
 At start, serve raises its soft limit on open files to the hard limit and says the new
 limit on its first line. The node runs until killed.
+
+Try TLS (one port serves TLS clients and, in prefer, plain ones):
+    skynet-cluster certs /tmp/skc db1 cli
+    skynet-cluster serve --listen 127.0.0.1:2528 --tls require \
+        --tls-ca /tmp/skc/ca.pem --tls-cert /tmp/skc/db1.pem --tls-key /tmp/skc/db1.key
+    skynet-cluster call --tls require --tls-name db1 --tls-ca /tmp/skc/ca.pem \
+        --tls-cert /tmp/skc/cli.pem --tls-key /tmp/skc/cli.key 127.0.0.1:2528 @echo 42
 ";
 
 pub const ECHO: u32 = 1;
@@ -129,6 +140,7 @@ fn opts(a: &Args) -> Result<Opts, String> {
             cfg.exposure = Exposure::Names(names);
         }
     }
+    cfg.tls = tlsflags::parse(|f| a.get(f), false)?.cfg;
     Ok(Opts { cfg, max_clients: a.count("max-clients")?, health_every: a.secs_or_off("health-every")?.flatten() })
 }
 
@@ -151,12 +163,12 @@ fn limits_line(o: &Opts) -> String {
 }
 
 pub fn main(argv: Vec<String>) -> i32 {
-    let a = match Args::parse(argv, VALUE_FLAGS, &[]) {
+    let a = match Args::parse(argv, &[VALUE_FLAGS, tlsflags::SERVER_FLAGS].concat(), &[]) {
         Ok(a) => a,
         Err(e) => return usage_error("serve", &e),
     };
     if a.flag("help") {
-        print!("{HELP}");
+        print!("{}", HELP.replace("{TLS}", tlsflags::SERVER_HELP));
         return 0;
     }
     let Some(listen) = a.get("listen") else {
@@ -167,9 +179,9 @@ pub fn main(argv: Vec<String>) -> i32 {
         Err(e) => return usage_error("serve", &e),
     };
     let nofile = sys::raise_nofile();
-    // Before the node starts its threads, so that they inherit the mask: SIGUSR1 is taken
-    // by sigwait below, never by a handler.
-    let sigs = Signals::block(&[libc::SIGUSR1]);
+    // Before the node starts its threads, so that they inherit the mask: SIGUSR1 (health)
+    // and SIGHUP (reload the certificates) are taken by sigwait below, never by a handler.
+    let sigs = Signals::block(&[libc::SIGUSR1, libc::SIGHUP]);
     let cfg = Config { log: Some(sys::log_hook("serve", true, true)), ..o.cfg.clone() };
     let node = match Node::new(cfg) {
         Ok(n) => n,
@@ -188,6 +200,7 @@ pub fn main(argv: Vec<String>) -> i32 {
     install(&node);
     println!("skynet-cluster serve: listening on {bound} (services @echo, @sink; {nofile})");
     println!("skynet-cluster serve: {}", limits_line(&o));
+    println!("skynet-cluster serve: {}", tlsflags::describe(&o.cfg.tls));
     if let Some(p) = a.get("port-file") {
         let tmp = format!("{p}.tmp");
         if std::fs::write(&tmp, bound.to_string()).and_then(|_| std::fs::rename(&tmp, p)).is_err() {
@@ -204,15 +217,36 @@ pub fn main(argv: Vec<String>) -> i32 {
     }
     match sigs {
         Ok(sigs) => loop {
-            sigs.wait();
-            println!("{} {}", sys::timestamp(), sys::health_line(&node.health()));
+            match sigs.wait() {
+                libc::SIGHUP => println!("{} {}", sys::timestamp(), reload_tls(&node, &o.cfg.tls)),
+                _ => println!("{} {}", sys::timestamp(), sys::health_line(&node.health())),
+            }
         },
         Err(e) => {
-            eprintln!("skynet-cluster serve: cannot block SIGUSR1 ({e}); it will not print health");
+            eprintln!(
+                "skynet-cluster serve: cannot block SIGUSR1 and SIGHUP ({e}); they will not print health nor reload \
+                 the certificates"
+            );
             loop {
                 std::thread::park();
             }
         }
+    }
+}
+
+/// SIGHUP: reads the certificate files again; the line to print says how it went.
+fn reload_tls(node: &Node, tls: &skynet_cluster::engine::TlsConfig) -> String {
+    if tls.mode == skynet_cluster::engine::TlsMode::Off {
+        return "SIGHUP: tls is off, no certificates to reload".into();
+    }
+    match node.reload_tls() {
+        Ok(()) => format!(
+            "SIGHUP: tls certificates reloaded (CA {}, certificate {}, key {}); new links use them",
+            tls.ca.display(),
+            tls.cert.display(),
+            tls.key.display()
+        ),
+        Err(e) => format!("SIGHUP: tls certificates not reloaded, the ones in use stay: {e}"),
     }
 }
 

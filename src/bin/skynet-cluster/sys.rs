@@ -142,7 +142,7 @@ pub fn health_line(h: &Health) -> String {
     format!(
         "health: links {}/{}, reassembly {}/{}, send {}/{}, refused links {}, over budget {}, late answers {}, \
          heartbeat timeouts {}, expired {}, protocol errors {}, accept stalls {}, not allowed {}, over per-source \
-         bound {}, refused by exposure {}",
+         bound {}, refused by exposure {}, tls links {}, plain refused {}, tls failures {}",
         h.links,
         h.max_links,
         fmt_bytes(h.reassembly_bytes),
@@ -158,7 +158,10 @@ pub fn health_line(h: &Health) -> String {
         h.accept_stalls,
         h.refused_not_allowed,
         h.refused_per_source,
-        h.refused_exposure
+        h.refused_exposure,
+        h.tls_links,
+        h.refused_plain,
+        h.tls_failures
     )
 }
 
