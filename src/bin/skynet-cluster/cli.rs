@@ -33,7 +33,8 @@ FLAGS:
 ";
 
 const EXIT: &str = "
-Against `serve --tls require`, a plain client's link is closed (exit 3). With --tls require,
+Against `serve --tls require` a plain client is refused: a call or query gets the node's
+error (`tls required: ...`, exit 1), a push has its link closed (exit 3). With --tls require,
 a node that does not speak TLS, a certificate the CA did not sign or one that does not carry
 --tls-name fail the command with the reason (exit 3).
 
