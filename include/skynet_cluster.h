@@ -132,6 +132,8 @@ enum skc_down_reason
   SKC_DOWN_RELOAD = 7,
   // The node shut down.
   SKC_DOWN_SHUTDOWN = 8,
+  // TLS: the handshake failed or timed out, or a plain-text peer was refused (tls=require).
+  SKC_DOWN_TLS = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -47,6 +47,8 @@ pub enum skc_down_reason {
     SKC_DOWN_RELOAD = 7,
     /// The node shut down.
     SKC_DOWN_SHUTDOWN = 8,
+    /// TLS: the handshake failed or timed out, or a plain-text peer was refused (tls=require).
+    SKC_DOWN_TLS = 9,
 }
 
 /// One link going up or down, as the link callback sees it. Every pointer in it is borrowed
@@ -147,6 +149,7 @@ pub(crate) fn reason_code(r: &DownReason) -> skc_down_reason {
         DownReason::Protocol(_) => SKC_DOWN_PROTOCOL,
         DownReason::Reload => SKC_DOWN_RELOAD,
         DownReason::Shutdown => SKC_DOWN_SHUTDOWN,
+        DownReason::Tls(_) => SKC_DOWN_TLS,
     }
 }
 

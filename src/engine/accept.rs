@@ -123,6 +123,7 @@ impl IoLoop {
         let ev = conn.event(None);
         let mut e = Entry::new(Arc::new(conn), self.now);
         e.listener = Some(t);
+        e.first_frame = self.inner.tls.mode != super::TlsMode::Off;
         self.conns.insert(token, e);
         self.inner.link_event(ev);
         Some(token)

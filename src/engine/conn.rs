@@ -23,10 +23,12 @@ use super::event::DownReason;
 use super::io::{Cmd, IoShared};
 use super::pool::Pool;
 use super::stats::LinkStats;
+use super::tls::TlsLink;
 use crate::wire::PART_HEADER;
 use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::Token;
+use once_cell::sync::OnceCell;
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -236,6 +238,10 @@ pub(crate) struct Conn {
     /// kernel accepting connections): the connect backoff starts over.
     pub answered: AtomicBool,
     pub st: Mutex<ConnState>,
+    /// Set once the link switched to TLS (after the hello, `tls/hello.rs`): from then on
+    /// every byte each way goes through it. Lock order: `st` is never taken while this
+    /// is held.
+    pub tls: OnceCell<Mutex<TlsLink>>,
 }
 
 impl Conn {
@@ -284,6 +290,7 @@ impl Conn {
                 pending: HashMap::new(),
                 paused: false,
             }),
+            tls: OnceCell::new(),
         }
     }
 
@@ -338,8 +345,11 @@ impl Conn {
             return Ok(());
         }
         st.flushing = true;
+        let tls = self.tls.get();
         let result = loop {
-            if st.out.is_empty() {
+            // A TLS link writes even with nothing queued: rustls may hold records
+            // (handshake messages, what did not fit in the socket before).
+            if st.out.is_empty() && tls.is_none() {
                 st.sent = 0;
                 break Ok(());
             }
@@ -349,7 +359,12 @@ impl Conn {
             drop(st);
             let mut written = 0usize;
             let mut done = Vec::new();
-            let res = write_chunks(&self.stream, &mut chunks, &mut sent, &mut written, &mut done);
+            let res = match tls {
+                None => write_chunks(&self.stream, &mut chunks, &mut sent, &mut written, &mut done),
+                Some(t) => {
+                    write_chunks_tls(&mut t.lock(), &self.stream, &mut chunks, &mut sent, &mut written, &mut done)
+                }
+            };
             LinkStats::add(&self.stats.bytes_out, written as u64);
             st = self.st.lock();
             // close() may have zeroed the count meanwhile (and given its bytes back).
@@ -365,6 +380,10 @@ impl Conn {
                 }
             }
             match res {
+                Ok(true) if tls.is_some() && st.out.is_empty() && !st.writable_hint => {
+                    st.sent = 0;
+                    break Ok(());
+                }
                 Ok(true) => {}
                 Ok(false) => {
                     // Socket full: the rest goes back in front of what was appended meanwhile.
@@ -559,6 +578,51 @@ impl Drop for Conn {
     /// the node's link budget is free again. Every `Conn` was counted in before it was made.
     fn drop(&mut self) {
         self.io.links.give(1);
+    }
+}
+
+/// [`write_chunks`] for a TLS link: the chunks are encrypted by rustls (records may span
+/// chunks) and the records written; `Ok(false)` also when rustls holds all it will until
+/// its handshake completes (the read side flushes again then). `written` counts plaintext.
+fn write_chunks_tls(
+    link: &mut TlsLink,
+    stream: &TcpStream,
+    chunks: &mut VecDeque<Chunk>,
+    sent: &mut usize,
+    written: &mut usize,
+    done: &mut Vec<Chunk>,
+) -> io::Result<bool> {
+    loop {
+        while chunks.front().is_some_and(|c| c.bytes().len() <= *sent) {
+            done.push(chunks.pop_front().expect("front"));
+            *sent = 0;
+        }
+        if chunks.is_empty() {
+            return link.write_records(stream);
+        }
+        let parts: Vec<&[u8]> = chunks
+            .iter()
+            .take(MAX_IOV)
+            .enumerate()
+            .map(|(i, c)| if i == 0 { &c.bytes()[*sent..] } else { c.bytes() })
+            .collect();
+        let (mut k, all) = link.write_plain(stream, &parts)?;
+        drop(parts);
+        *written += k;
+        while k > 0 {
+            let avail = chunks[0].bytes().len() - *sent;
+            if k >= avail {
+                k -= avail;
+                *sent = 0;
+                done.push(chunks.pop_front().expect("front"));
+            } else {
+                *sent += k;
+                k = 0;
+            }
+        }
+        if !all {
+            return Ok(false);
+        }
     }
 }
 

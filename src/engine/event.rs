@@ -31,6 +31,10 @@ pub enum DownReason {
     Expired(String),
     /// The peer broke the protocol (a frame that cannot be decoded, a limit exceeded).
     Protocol(String),
+    /// TLS: the handshake failed (a certificate from another CA, naming another node,
+    /// expired; not TLS at all), did not complete in time, or a plain-text peer was refused
+    /// (`TlsMode::Require`).
+    Tls(String),
     /// `reload` changed or removed the node's address.
     Reload,
     /// The node shut down.
@@ -46,6 +50,7 @@ impl fmt::Display for DownReason {
             DownReason::Heartbeat(e) => write!(f, "heartbeat: {e}"),
             DownReason::Expired(e) => write!(f, "{e}"),
             DownReason::Protocol(e) => write!(f, "protocol error: {e}"),
+            DownReason::Tls(e) => write!(f, "{e}"),
             DownReason::Reload => f.write_str("node address changed"),
             DownReason::Shutdown => f.write_str("node shut down"),
         }

@@ -162,6 +162,12 @@ pub(super) struct Entry {
     pub(super) last_in: Instant,
     /// Outbound: the heartbeat probe in flight (its session, when it was sent).
     pub(super) probe: Option<(u32, Instant)>,
+    /// Outbound: the TLS hello was sent and its answer is awaited (`tls/hello.rs`).
+    pub(crate) hello: bool,
+    /// Inbound, TLS on: the first frame is still to come (a hello, or a plain-text peer).
+    pub(crate) first_frame: bool,
+    /// The TLS handshake must complete by then.
+    pub(crate) tls_deadline: Option<Instant>,
 }
 
 impl Entry {
@@ -181,6 +187,9 @@ impl Entry {
             listener: None,
             last_in: now,
             probe: None,
+            hello: false,
+            first_frame: false,
+            tls_deadline: None,
         }
     }
 
@@ -349,7 +358,15 @@ impl IoLoop {
         let mut min = NO_DEADLINE;
         let mut expired = Vec::new();
         let mut stalled = Vec::new();
+        let mut handshakes = Vec::new();
         for (t, e) in self.conns.iter() {
+            if let Some(d) = e.tls_deadline {
+                if d <= now_i {
+                    handshakes.push(*t);
+                } else {
+                    min = min.min(io.ms(d));
+                }
+            }
             if e.conn.inbound {
                 continue;
             }
@@ -388,7 +405,22 @@ impl IoLoop {
             LinkStats::add(&stats.timeouts, 1);
             p.complete(Err(super::CallError::Timeout), &io.log);
         }
+        for t in handshakes {
+            if let Some(e) = self.conns.get(&t) {
+                let why = super::tls::hello::handshake_expired(&self.inner, &e.conn);
+                self.close(t, why);
+            }
+        }
         for t in stalled {
+            if self.conns.get(&t).is_some_and(|e| e.hello) {
+                let after = self.inner.cfg.connect_timeout;
+                let node = self.conns[&t].conn.node.clone();
+                self.close(
+                    t,
+                    DownReason::ConnectFailed(format!("node {node} did not answer the TLS hello within {after:?}")),
+                );
+                continue;
+            }
             let peer = self.conns.get(&t).and_then(|e| e.conn.peer);
             let after = self.inner.cfg.connect_timeout;
             self.close(t, DownReason::ConnectFailed(format!("connect to {peer:?} timed out after {after:?}")));
@@ -474,8 +506,19 @@ impl IoLoop {
                 self.close(t, DownReason::Reload);
                 return;
             }
-            if !connected {
+            let hello = self.conns.get(&t).is_some_and(|e| e.hello);
+            if !connected && !hello {
                 match connect_status(&conn) {
+                    Ok(true) if self.inner.tls.mode != super::TlsMode::Off => {
+                        // Connected: the TLS hello goes first; the link is up once answered.
+                        if let Err(err) = super::tls::hello::send(&conn) {
+                            self.close(t, DownReason::Io(format!("write failed: {err}")));
+                            return;
+                        }
+                        if let Some(e) = self.conns.get_mut(&t) {
+                            e.hello = true;
+                        }
+                    }
                     Ok(true) => {
                         {
                             let mut st = conn.st.lock();
@@ -525,11 +568,22 @@ impl IoLoop {
             if e.conn.inbound && e.conn.st.lock().paused {
                 return Ok(());
             }
+            let tls = e.conn.tls.get().is_some();
             let (n, room) = if e.direct.is_some() {
                 match read_direct(&inner, e, scratch)? {
                     Some(r) => r,
                     None => return Ok(()),
                 }
+            } else if tls {
+                let carried = e.partial.len();
+                scratch[..carried].copy_from_slice(&e.partial);
+                let room = scratch.len() - carried;
+                let Some(n) = super::tls::hello::read(&inner, e, &mut scratch[carried..])? else {
+                    return Ok(());
+                };
+                LinkStats::add(&e.conn.stats.bytes_in, n as u64);
+                process(&inner, e, &scratch[..carried + n])?;
+                (n, room)
             } else {
                 let carried = e.partial.len();
                 scratch[..carried].copy_from_slice(&e.partial);
@@ -551,7 +605,9 @@ impl IoLoop {
                     st.paused = true;
                 }
             }
-            if n < room && !to_end {
+            // TLS: decrypted bytes may wait in rustls whatever the socket holds: read on
+            // until it has nothing more.
+            if n < room && !to_end && !tls {
                 // A short read drained the socket; epoll reports the next arrival.
                 return Ok(());
             }
@@ -567,10 +623,23 @@ impl IoLoop {
 /// `partial`, or, when it starts a large part of a message being joined, in that
 /// message's buffer (the rest of the part is then read straight there: [`read_direct`]).
 pub(super) fn process(inner: &Arc<Inner>, e: &mut Entry, data: &[u8]) -> Result<(), DownReason> {
-    let used = if e.conn.inbound { on_requests(inner, e, data)? } else { on_responses(e, data)? };
+    let first = if e.hello {
+        Some(super::tls::hello::on_answer(inner, e, data, Instant::now())?)
+    } else if e.first_frame {
+        super::tls::hello::on_first(inner, e, data, Instant::now())?
+    } else {
+        None
+    };
+    let used = match first {
+        Some(used) => used,
+        None if e.conn.inbound => on_requests(inner, e, data)?,
+        None => on_responses(e, data)?,
+    };
     let rest = &data[used..];
     e.partial.clear();
-    if !(start_direct(e, rest) || (rest.is_empty() && direct_at_boundary(e))) {
+    // TLS links read decrypted bytes: none goes straight into a reassembly buffer.
+    let plain = e.conn.tls.get().is_none();
+    if !(plain && (start_direct(e, rest) || (rest.is_empty() && direct_at_boundary(e)))) {
         e.partial.extend_from_slice(rest);
     }
     if e.partial.capacity() > 2 * wire::MAX_FRAME_BODY && e.partial.is_empty() {

@@ -28,10 +28,56 @@
 mod mode;
 pub use mode::{TlsConfig, TlsMode, HELLO_ANSWER, HELLO_NAME};
 
+pub(crate) mod hello;
+
 #[cfg(feature = "tls")]
 mod context;
 #[cfg(feature = "tls")]
+mod link;
+#[cfg(feature = "tls")]
 pub(crate) use context::TlsContext;
+#[cfg(feature = "tls")]
+pub(crate) use link::{TlsError, TlsLink};
+/// One link's TLS session, as the contexts make it.
+#[cfg(feature = "tls")]
+pub(crate) type Session = rustls::Connection;
+#[cfg(not(feature = "tls"))]
+pub(crate) type Session = std::convert::Infallible;
+
+/// Without the `tls` feature there are no contexts (a node with a TLS mode does not start).
+#[cfg(not(feature = "tls"))]
+pub(crate) enum TlsContext {}
+
+#[cfg(not(feature = "tls"))]
+impl TlsContext {
+    pub(crate) fn client(&self, _: &str) -> Result<Session, String> {
+        match *self {}
+    }
+    pub(crate) fn server(&self) -> Result<Session, String> {
+        match *self {}
+    }
+}
+
+/// Without the `tls` feature no link is ever TLS: the type exists so that the engine's
+/// code paths compile the same way, and has no values.
+#[cfg(not(feature = "tls"))]
+pub(crate) enum TlsLink {}
+
+#[cfg(not(feature = "tls"))]
+impl TlsLink {
+    pub(crate) fn new(s: Session) -> TlsLink {
+        match s {}
+    }
+    pub(crate) fn wants_write(&self) -> bool {
+        match *self {}
+    }
+    pub(crate) fn write_records(&mut self, _: &mio::net::TcpStream) -> std::io::Result<bool> {
+        match *self {}
+    }
+    pub(crate) fn write_plain(&mut self, _: &mio::net::TcpStream, _: &[&[u8]]) -> std::io::Result<(usize, bool)> {
+        match *self {}
+    }
+}
 
 /// A node's TLS: its mode and, when on, the configurations links are made with (replaced
 /// whole by a reload; links already up keep the one they were made with).
@@ -77,5 +123,10 @@ impl Tls {
     #[cfg(feature = "tls")]
     pub(crate) fn context(&self) -> Option<std::sync::Arc<TlsContext>> {
         self.ctx.read().clone()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    pub(crate) fn context(&self) -> Option<std::sync::Arc<TlsContext>> {
+        None
     }
 }
