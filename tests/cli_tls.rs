@@ -387,7 +387,6 @@ fn serve_with_unreadable_certificates_does_not_start() {
 
 /// Needs the engine's TLS core.
 #[test]
-#[ignore = "needs the TLS engine core"]
 fn tls_call_push_and_query_with_the_right_name() {
     let d = TempDir::new("right");
     certs(&d, &["srv", "cli"]);
@@ -408,7 +407,6 @@ fn tls_call_push_and_query_with_the_right_name() {
 
 /// Needs the engine's TLS core.
 #[test]
-#[ignore = "needs the TLS engine core"]
 fn tls_call_with_a_wrong_name_fails_with_the_reason() {
     let d = TempDir::new("wrong");
     certs(&d, &["srv", "other", "cli"]);
@@ -434,7 +432,6 @@ fn tls_call_with_a_wrong_name_fails_with_the_reason() {
 
 /// Needs the engine's TLS core.
 #[test]
-#[ignore = "needs the TLS engine core"]
 fn a_plain_client_against_serve_tls_require_fails() {
     let d = TempDir::new("plain-client");
     certs(&d, &["srv"]);
@@ -456,7 +453,6 @@ fn a_plain_client_against_serve_tls_require_fails() {
 
 /// Needs the engine's TLS core.
 #[test]
-#[ignore = "needs the TLS engine core"]
 fn a_tls_require_client_against_a_plain_node_fails_with_the_reason() {
     let d = TempDir::new("plain-node");
     certs(&d, &["srv", "cli"]);
@@ -479,7 +475,6 @@ fn a_tls_require_client_against_a_plain_node_fails_with_the_reason() {
 /// Needs the engine's TLS core. Not a speed test: only that the comparison runs and prints
 /// its table (the figures are `make bench-tls`'s).
 #[test]
-#[ignore = "needs the TLS engine core"]
 fn bench_vs_plain_prints_the_comparison() {
     let d = TempDir::new("bench");
     certs(&d, &["srv", "cli"]);

@@ -7,9 +7,9 @@ use super::args::{parse_secs, usage_error};
 use super::literal;
 use super::tlsflags::{self, Tls};
 use skynet_cluster::engine::{Address, CallError, Config, Heartbeat, Node, HEARTBEAT_NAME};
-use skynet_cluster::{seri, wire};
+use skynet_cluster::seri;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
@@ -22,7 +22,8 @@ USAGE:
 ADDR is a service name (`@sdb` for a name registered with cluster.register, `.db` for a
 skynet local name) or a numeric address (`10`, `0x0a`, `:0000000a`). ARGS are Lua literals,
 quoted for the shell: '\"GET\"' '\"a\"' 42 '{x=1,\"y\"}' true nil. The answer is printed as Lua
-literals, one value per line. Flags go before HOST:PORT.
+literals, one value per line. A push prints nothing; it exits 0 once the node has read it
+(a name query sent behind it was answered). Flags go before HOST:PORT.
 
 FLAGS:
     --timeout MS      milliseconds to wait (default 10000, 0 = forever)
@@ -134,13 +135,13 @@ fn payload(args: &[String]) -> Result<Vec<u8>, String> {
     seri::encode(&values).map_err(|e| format!("cannot pack the arguments: {e}"))
 }
 
-/// A node for one command. `cmd` names it in log lines; `links`: whether the engine's lines
-/// about links going down are shown (a call reports its own failure, with the same reason).
-fn node(c: &Cmd, cmd: &'static str, links: bool) -> Result<Node, Fail> {
+/// A node for one command. `cmd` names it in log lines; the engine's lines about links going
+/// down are not shown (the command reports its own failure, with the same reason).
+fn node(c: &Cmd, cmd: &'static str) -> Result<Node, Fail> {
     let cfg = Config {
         nowaiting: true,
         heartbeat: c.heartbeat.map(Heartbeat::every),
-        log: Some(super::sys::log_hook(cmd, links, false)),
+        log: Some(super::sys::log_hook(cmd, false, false)),
         tls: c.tls.cfg.clone(),
         ..Config::default()
     };
@@ -189,7 +190,7 @@ pub fn call(argv: Vec<String>) -> i32 {
         let c = parse(argv, 1)?;
         let addr = address(&c.rest[0])?;
         let p = payload(&c.rest[1..])?;
-        let node = node(&c, "call", false)?;
+        let node = node(&c, "call")?;
         Ok(match node.call(&c.tls.peer, addr, &p, c.timeout) {
             Ok(answer) => {
                 print_answer(&answer);
@@ -206,40 +207,18 @@ pub fn push(argv: Vec<String>) -> i32 {
         let c = parse(argv, 1)?;
         let addr = address(&c.rest[0])?;
         let p = payload(&c.rest[1..])?;
-        let node = node(&c, "push", true)?;
-        // What the push puts on the wire (a single-frame push carries session 0; a multi-part
-        // one the link's first session): the push has left once this many bytes were written.
-        let mut frames = Vec::new();
-        wire::encode_request(&mut frames, addr, 1, &p, wire::RequestKind::Push).map_err(|e| Fail::Op(e.to_string()))?;
+        let node = node(&c, "push")?;
         if let Err(e) = node.push(&c.tls.peer, addr, &p) {
             return Ok(call_error(e));
         }
-        if c.tls.on() {
-            // The link's byte count includes the hello and the handshake: instead, a name
-            // query behind the push (answers keep the link's order; any answer, `name not
-            // found` included, means the push arrived), or the reason the link failed.
-            return Ok(match node.query(&c.tls.peer, HEARTBEAT_NAME, c.timeout) {
-                Ok(_) | Err(CallError::Remote(_)) => 0,
-                Err(e) => call_error(e),
-            });
-        }
-        // A push has no answer: wait until it is written (or the link fails) before exiting.
-        let start = Instant::now();
-        loop {
-            let s = node.stats(&c.tls.peer).unwrap_or_default();
-            if s.bytes_out >= frames.len() as u64 {
-                return Ok(0);
-            }
-            if s.drops > 0 {
-                eprintln!("skynet-cluster: the link to {} closed before the push was sent", c.target);
-                return Ok(3);
-            }
-            if c.timeout.is_some_and(|t| start.elapsed() > t) {
-                eprintln!("skynet-cluster: the push was not sent within the timeout");
-                return Ok(3);
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        // A push has no answer: a name query behind it has one, and a link keeps its order,
+        // so any answer (`name not found` included) means the node has read the push. A
+        // failure says why (the link closed: a node with tls=require refuses a plain push;
+        // a TLS refusal; a timeout).
+        Ok(match node.query(&c.tls.peer, HEARTBEAT_NAME, c.timeout) {
+            Ok(_) | Err(CallError::Remote(_)) => 0,
+            Err(e) => call_error(e),
+        })
     };
     finish("push", run())
 }
@@ -251,7 +230,7 @@ pub fn query(argv: Vec<String>) -> i32 {
             return Err(Fail::Usage("query takes exactly one NAME".into()));
         }
         let name = c.rest[0].strip_prefix('@').unwrap_or(&c.rest[0]);
-        let node = node(&c, "query", false)?;
+        let node = node(&c, "query")?;
         Ok(match node.query(&c.tls.peer, name, c.timeout) {
             Ok(a) => {
                 println!("{a}");
