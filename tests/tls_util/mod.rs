@@ -60,6 +60,12 @@ impl Ca {
         (c, k)
     }
 
+    /// A TLS config trusting this CA, presenting the certificate and key `files` (made by
+    /// this CA or another).
+    pub fn trusting(&self, mode: TlsMode, files: (PathBuf, PathBuf)) -> TlsConfig {
+        TlsConfig { mode, ca: self.pem(), cert: files.0, key: files.1 }
+    }
+
     /// A TLS config trusting this CA, with the certificate of `node` (made as `<node>.pem`).
     pub fn config(&self, mode: TlsMode, node: &str) -> TlsConfig {
         let (cert, key) = self.node(node, node);
@@ -67,10 +73,26 @@ impl Ca {
     }
 }
 
-/// A fresh temporary directory for one test.
-pub fn tempdir(tag: &str) -> PathBuf {
+/// A fresh temporary directory for one test, removed when dropped (derefs to its path).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh temporary directory for one test (`tag` unique within the test binary).
+pub fn tempdir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("skc-tls-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
