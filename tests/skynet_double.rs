@@ -23,6 +23,9 @@
 //!   `waiting_link_event_poll_ends_at_release`. The double runs no skynet.lua, so link
 //!   events are checked as the messages cluster.linkevent's loop exchanges with the
 //!   service; `make skynet-lifecycle SKYNET_ROOT=...` runs the Lua side in skynet.
+//! * Issue 14 (who may connect, what they may call, TLS settings):
+//!   `cluster_expose_refuses_handles_and_local_names`, `cluster_allow_and_per_source_bound`
+//!   (clients bound to 127.0.0.x sources), `cluster_tls_keys_and_reloadtls`.
 
 use serde_json::Value as J;
 use skynet_cluster::seri::{self, Table, Value};
