@@ -384,6 +384,22 @@ typedef struct skc_health {
   // Times accepting stopped for lack of file descriptors (once per episode; accepting
   // resumes by itself when descriptors are free again).
   uint64_t accept_stalls;
+  // Connections refused because their source is not in the allowlist
+  // (`skc_config_set_allow`).
+  uint64_t refused_not_allowed;
+  // Connections refused by the bound per source address
+  // (`skc_config_set_max_links_per_source`).
+  uint64_t refused_per_source;
+  // Requests and name queries refused by the exposure policy (`skc_config_set_exposure`).
+  uint64_t refused_exposure;
+  // Links that completed a TLS handshake, both directions (`skc_config_set_tls`).
+  uint64_t tls_links;
+  // Plain-text peers refused because the TLS mode is `require`: stock senders whose
+  // connection was closed, and links to nodes that did not answer the TLS hello.
+  uint64_t refused_plain;
+  // TLS handshakes that failed (unknown CA, a certificate naming another node, expired,
+  // not TLS at all), and hellos not followed by a handshake.
+  uint64_t tls_failures;
 } skc_health;
 
 #ifdef __cplusplus
@@ -509,6 +525,16 @@ skc_status skc_register(struct skc_node *node, const char *name, uint32_t id);
 // Ownership: `name` is borrowed for the call. Thread-safety: thread-safe.
 skc_status skc_unregister(struct skc_node *node, const char *name);
 
+// Reads the TLS certificate files again (the paths given to `skc_config_set_tls`), without a
+// restart: links made from now on use them, links already up keep theirs. When a file is
+// missing or unusable the certificates in use stay and `SKC_ERR_INVALID` is returned, its
+// text naming the file and what is wrong (the node also logs it). A node with TLS off: nothing
+// to read, `SKC_OK`.
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe (it reads files: call it from
+// a thread that may block for that long, not from a signal handler).
+skc_status skc_node_reload_tls(struct skc_node *node);
+
 // Writes to `*up` whether a link to peer node `peer` is connected right now.
 //
 // Ownership: `peer` is borrowed for the call. Thread-safety: thread-safe.
@@ -518,7 +544,8 @@ skc_status skc_link_up(struct skc_node *node, const char *peer, bool *up);
 // node name from the host name and pid, `max_links` 16384, `max_reassembly_total` and
 // `max_send_total` 224 MiB, `max_message` and `max_send_queue` 64 MiB, `max_inflight`
 // 65536, `max_multi_pending` 1024, `multi_timeout` 60 s, `connect_timeout` 5 s, no idle
-// timeout, no heartbeat. On failure `*out` is set to NULL.
+// timeout, no heartbeat; connections from anywhere, no bound per source, every address
+// reachable, TLS off (all as stock). On failure `*out` is set to NULL.
 //
 // Ownership: the caller owns the config and frees it with `skc_config_free` (nodes made from
 // it keep their own copy, so it may be freed at once after `skc_node_new_with`).
@@ -613,8 +640,66 @@ skc_status skc_config_set_heartbeat_ms(struct skc_config *cfg,
 // Ownership: nothing is allocated. Thread-safety: thread-safe.
 skc_status skc_config_set_connect_timeout_ms(struct skc_config *cfg, uint32_t ms);
 
+// Admission: accept connections only from these blocks, a comma-separated list of CIDR blocks
+// or single addresses, IPv4 or IPv6 (e.g. `"10.0.0.0/8,192.168.1.7,fd00::/8"`; spaces around
+// the commas are ignored). A connection from elsewhere is closed before a byte of it is read
+// (counted in `skc_health.refused_not_allowed`, logged once per source per 10 s). NULL or
+// `""` (the default): from anywhere, as stock. A block that does not parse, or an empty one
+// between commas: `SKC_ERR_INVALID`, the text names it, and the setting is left as it was.
+//
+// Ownership: `cidrs` is borrowed for the call (parsed into the config). Thread-safety:
+// thread-safe.
+skc_status skc_config_set_allow(struct skc_config *cfg, const char *cidrs);
+
+// Admission: at most `n` links open at once from one source address, over all listeners; a
+// connection beyond it is closed before a byte of it is read (counted in
+// `skc_health.refused_per_source`). 0 (the default): no bound of its own (`max_links` and a
+// listener's `max_clients` still apply).
+//
+// Ownership: nothing is allocated. Thread-safety: thread-safe.
+skc_status skc_config_set_max_links_per_source(struct skc_config *cfg, size_t n);
+
+// Exposure: what remote callers may reach on this node.
+//
+// - NULL (the default): everything, as stock: numeric handles, `.name`, `:hex`, `@name`.
+// - `"registered"` (or `"*"`): only the names registered with `skc_register` (`@name`).
+// - `"a,b"`: only these registered names (`@a`, `@b`; a leading `@` is optional, spaces
+//   around the commas are ignored).
+//
+// A refused request is answered `Invalid name`, what a stock node answers for an unknown
+// name, and a name query for a hidden name `name not found`; each refusal is counted in
+// `skc_health.refused_exposure`. `""`, an empty name between commas or a name longer than
+// 255 bytes: `SKC_ERR_INVALID`, and the setting is left as it was.
+//
+// Ownership: `names` is borrowed for the call (copied into the config). Thread-safety:
+// thread-safe.
+skc_status skc_config_set_exposure(struct skc_config *cfg, const char *names);
+
+// TLS between native nodes. `mode`: `"off"` (the default: stock behaviour), `"prefer"` (TLS
+// with native peers, plain text with stock ones) or `"require"` (TLS only: a stock sender's
+// connection is closed, a call to a node that does not speak TLS fails with
+// `SKC_ERR_LINK_DOWN` saying why). `ca`: PEM file of the cluster CA certificate(s); `cert`:
+// this node's certificate chain (its DNS name is the node name peers know it by); `key`: its
+// private key. With `"off"` the paths may be NULL (they are ignored); otherwise each must be
+// given (`SKC_ERR_NULL`) and not empty (`SKC_ERR_INVALID`). A mode other than these three:
+// `SKC_ERR_INVALID`.
+//
+// The files are not read here but when a node starts (`skc_node_new_with` fails with
+// `SKC_ERR_INVALID` and a text naming the file and what is wrong with it) and again on
+// `skc_node_reload_tls`. Handshakes that fail are counted in `skc_health.tls_failures`.
+//
+// Ownership: the strings are borrowed for the call (copied into the config). Thread-safety:
+// thread-safe.
+skc_status skc_config_set_tls(struct skc_config *cfg,
+                              const char *mode,
+                              const char *ca,
+                              const char *cert,
+                              const char *key);
+
 // Creates a node with the settings of `cfg` and starts its I/O thread (otherwise as
-// `skc_node_new`). On success `*out` is the new node; on failure it is set to NULL.
+// `skc_node_new`). On success `*out` is the new node; on failure it is set to NULL. With TLS
+// on (`skc_config_set_tls`), the certificate files are read now: a file that is missing or
+// unusable gives `SKC_ERR_INVALID`, its text naming the file and what is wrong with it.
 //
 // Ownership: `cfg` is borrowed for the call (the node keeps a copy: later changes to `cfg`
 // do not reach it, and `cfg` may be freed at once). The caller owns the node and destroys it
@@ -958,8 +1043,12 @@ skc_status skc_stats_get(struct skc_node *node,
                          struct skc_stats *out,
                          size_t out_size);
 
-// Fills `*out` with the node's health (see `skc_health`). `out_size` must be
-// `sizeof(skc_health)` (a smaller value gives `SKC_ERR_SIZE`: a header/library mismatch).
+// Fills `*out` with the node's health (see `skc_health`). `out_size` is `sizeof(skc_health)`
+// as the caller's header declares it: fields are only ever appended, so a program built with
+// an older header (without the admission and TLS counters) passes its smaller size and gets
+// the fields it knows; any other smaller size gives `SKC_ERR_SIZE` (a header/library
+// mismatch). A larger size: the fields this library knows are written, the rest of `*out` is
+// left alone.
 //
 // Ownership: `*out` is the caller's storage. Thread-safety: thread-safe (values are read
 // while the node runs; each is consistent on its own, not together with the others).

@@ -4,7 +4,8 @@
 #   make test-capi        header compiles as C11 and C++; tests/capi/capi_*.c under valgrind (memcheck:
 #                         any definite/indirect leak or memory error fails; issue 12's peer-proofing:
 #                         capi_fd_release, capi_link_events, capi_config, capi_heartbeat play peers
-#                         with raw sockets from tests/capi/capi_net.h); examples/server.c vs
+#                         with raw sockets from tests/capi/capi_net.h; issue 14's capi_admission
+#                         connects from other 127.0.0.x sources); examples/server.c vs
 #                         examples/client.c and examples/cpp_client.cpp over loopback, all under
 #                         valgrind too; `make install` into a scratch prefix and a build of the
 #                         client through pkg-config.

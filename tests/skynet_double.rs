@@ -23,6 +23,9 @@
 //!   `waiting_link_event_poll_ends_at_release`. The double runs no skynet.lua, so link
 //!   events are checked as the messages cluster.linkevent's loop exchanges with the
 //!   service; `make skynet-lifecycle SKYNET_ROOT=...` runs the Lua side in skynet.
+//! * Issue 14 (who may connect, what they may call, TLS settings):
+//!   `cluster_expose_refuses_handles_and_local_names`, `cluster_allow_and_per_source_bound`
+//!   (clients bound to 127.0.0.x sources), `cluster_tls_keys_and_reloadtls`.
 
 use serde_json::Value as J;
 use skynet_cluster::seri::{self, Table, Value};
@@ -1002,12 +1005,16 @@ fn echo_over(c: &mut TcpStream, session: u32, v: i64) {
     }
 }
 
-/// True when the service closed `c` (EOF or reset) without sending anything.
+/// True when the service closed `c` (EOF, or a reset when it closed with our bytes unread)
+/// without sending anything.
 fn closed_by_peer(c: &mut TcpStream) -> bool {
     c.set_read_timeout(Some(soon())).unwrap();
     let mut b = [0u8; 1];
-    matches!(c.read(&mut b), Ok(0))
-        || matches!(c.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    match c.read(&mut b) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
 }
 
 fn key(t: &Table, k: &str) -> Value {
@@ -1393,4 +1400,154 @@ fn waiting_link_event_poll_ends_at_release() {
     d.sync();
     let rest = d.quit();
     assert!(rest.iter().any(|l| l == &format!("deliver {SERVICE:x} {CALLER:x} 7 2 ")), "{rest:?}");
+}
+
+// Issue 14: who may connect, what they may call, TLS settings.
+
+const CMD_RELOADTLS: i64 = 11;
+
+/// A raw client of the service's listener (on 127.0.0.1) from the source address `from`
+/// (any 127.0.0.x: the socket is bound to it before connecting, so the service sees it).
+fn client_from(from: std::net::Ipv4Addr, port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor we own (handed to TcpStream at the end);
+    // the sockaddr structs are valid for the sizes passed.
+    let c = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket");
+        let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let local = sa(from, 0);
+        assert_eq!(libc::bind(fd, &local as *const _ as *const libc::sockaddr, len), 0, "bind {from}");
+        let remote = sa(std::net::Ipv4Addr::LOCALHOST, port);
+        assert_eq!(libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len), 0, "connect");
+        TcpStream::from_raw_fd(fd)
+    };
+    c.set_nodelay(true).unwrap();
+    c.set_read_timeout(Some(HANG)).unwrap();
+    c
+}
+
+/// One call over a raw client: the error text it is answered with (panics on a success).
+fn refused_call(c: &mut TcpStream, addr: wire::Address<'_>, session: u32) -> Vec<u8> {
+    c.write_all(&call_frame(addr, session, &pack(&[s("echo"), Value::Integer(1)]))).unwrap();
+    let f = read_frame(c);
+    match wire::decode_response(&f[2..]).unwrap() {
+        wire::Response::Error { session: got, msg } if got == session => msg.to_vec(),
+        other => panic!("{addr:?} was answered {other:?}"),
+    }
+}
+
+/// `cluster_expose = "registered"`: a remote caller reaches `@echo` (registered with
+/// cluster.register) but not the same service by numeric handle or by its `.echo` name,
+/// nor an unregistered `@name`: each is answered `Invalid name`, what stock answers for
+/// an unknown name; a name query for `echo` is answered. Refusals are counted in
+/// cluster.health().
+#[test]
+fn cluster_expose_refuses_handles_and_local_names() {
+    let mut d = Double::start_env(&[("cluster_expose", "registered")]);
+    assert_eq!(d.early, vec!["log skcluster: config cluster_expose = registered"]);
+    let port = d.serve();
+    let mut c = client(port);
+    assert_eq!(refused_call(&mut c, wire::Address::Id(ECHO), 1), b"Invalid name");
+    assert_eq!(refused_call(&mut c, wire::Address::Name(b".echo"), 2), b"Invalid name");
+    assert_eq!(refused_call(&mut c, wire::Address::Name(b"@nobody"), 3), b"Invalid name");
+    echo_over(&mut c, 4, 42);
+    // cluster.query(node, "echo"): address 0, the name packed.
+    c.write_all(&call_frame(wire::Address::Id(0), 5, &pack(&[s("echo")]))).unwrap();
+    let f = read_frame(&mut c);
+    match wire::decode_response(&f[2..]).unwrap() {
+        wire::Response::Ok { session: 5, payload } => assert_eq!(payload, pack(&[Value::Integer(ECHO as i64)])),
+        other => panic!("query echo: {other:?}"),
+    }
+    let h = d.health();
+    // The unregistered name is unknown, not refused.
+    assert_eq!(int(&h, "refused_exposure"), 2, "{}", show(&h));
+    assert_eq!((int(&h, "refused_not_allowed"), int(&h, "refused_per_source")), (0, 0), "{}", show(&h));
+    assert_eq!((int(&h, "tls_links"), int(&h, "refused_plain"), int(&h, "tls_failures")), (0, 0, 0));
+    d.quit();
+}
+
+/// `cluster_allow` and `cluster_max_links_per_source`: a client from 127.0.0.1 (not in the
+/// list) is closed before its call is read; 127.0.0.2 gets one link, not two; 127.0.0.3 is
+/// served alongside.
+#[test]
+fn cluster_allow_and_per_source_bound() {
+    let env = [("cluster_allow", "127.0.0.2/32, 127.0.0.3"), ("cluster_max_links_per_source", "1")];
+    let mut d = Double::start_env(&env);
+    assert_eq!(
+        d.early,
+        vec!["log skcluster: config cluster_allow = 127.0.0.2/32,127.0.0.3/32, cluster_max_links_per_source = 1"]
+    );
+    let port = d.serve();
+    let ip = |n: u8| std::net::Ipv4Addr::new(127, 0, 0, n);
+    let mut outsider = client_from(ip(1), port);
+    let _ = outsider.write_all(&call_frame(wire::Address::Name(b"@echo"), 1, &pack(&[s("echo"), Value::Integer(0)])));
+    assert!(closed_by_peer(&mut outsider), "a client from 127.0.0.1 was served");
+    let mut a = client_from(ip(2), port);
+    echo_over(&mut a, 1, 1);
+    let mut second = client_from(ip(2), port);
+    assert!(closed_by_peer(&mut second), "a second link from 127.0.0.2 was kept");
+    let mut b = client_from(ip(3), port);
+    echo_over(&mut b, 1, 2);
+    echo_over(&mut a, 2, 3);
+    let h = d.health();
+    assert_eq!((int(&h, "refused_not_allowed"), int(&h, "refused_per_source")), (1, 1), "{}", show(&h));
+    assert_eq!((int(&h, "links"), int(&h, "refused_exposure")), (2, 0), "{}", show(&h));
+    let mut seen = std::mem::take(&mut d.skipped);
+    seen.extend(d.quit());
+    assert!(
+        seen.iter().any(|l| l.starts_with("log skcluster: connection from 127.0.0.1:") && l.contains("allowlist")),
+        "{seen:?}"
+    );
+}
+
+/// `cluster_tls`: a bad mode, or TLS on without its three files, is refused like any bad
+/// key; files that cannot be read stop the engine from starting, the log naming the file.
+/// With TLS off, cluster.reloadtls() has nothing to read and answers true.
+#[test]
+fn cluster_tls_keys_and_reloadtls() {
+    let start_fails = |env: &[(&str, &str)]| {
+        let mut d = Double::spawn(env);
+        drop(d.stdin);
+        let mut out = Vec::new();
+        while let Ok(l) = d.lines.recv_timeout(HANG) {
+            out.push(l);
+        }
+        assert_eq!(d.child.wait().unwrap().code(), Some(1), "the double starts no service: {out:?}");
+        out
+    };
+    let out = start_fails(&[("cluster_tls", "yes"), ("cluster_tls_ca", "ca.pem")]);
+    assert_eq!(
+        out,
+        vec![
+            "log skcluster: bad config cluster_tls = \"yes\": must be off, prefer or require",
+            "log skcluster: not started: fix the cluster_* keys above in the skynet config",
+        ]
+    );
+    let out = start_fails(&[("cluster_tls", "require"), ("cluster_tls_ca", "ca.pem")]);
+    assert_eq!(out[0], "log skcluster: bad config cluster_tls = require: needs cluster_tls_ca, cluster_tls_cert and cluster_tls_key (missing: cluster_tls_cert, cluster_tls_key)");
+    let ca = "/nonexistent-skc-dir/ca.pem";
+    let env = [
+        ("cluster_tls", "prefer"),
+        ("cluster_tls_ca", ca),
+        ("cluster_tls_cert", "n.pem"),
+        ("cluster_tls_key", "n.key"),
+    ];
+    let out = start_fails(&env);
+    assert!(
+        out.iter().any(|l| l.starts_with(&format!("log skcluster: cannot start the engine: tls: CA file {ca}: "))),
+        "{out:?}"
+    );
+
+    let mut d = Double::start();
+    let r = d.call(1, &pack(&[Value::Integer(CMD_RELOADTLS)]));
+    assert_eq!(r.ty, 1);
+    assert_eq!(seri::decode(&r.data).unwrap(), vec![Value::Boolean(true)]);
+    d.quit();
 }

@@ -26,7 +26,7 @@ local skcluster	-- handle of the C service
 local skclusterd	-- the Lua launcher (uniqueservice)
 
 local CMD_RELOAD, CMD_LISTEN, CMD_REGISTER, CMD_UNREGISTER, CMD_NODESTATE = 1, 2, 3, 4, 5
-local CMD_LINKEVENTS, CMD_HEALTH = 9, 10
+local CMD_LINKEVENTS, CMD_HEALTH, CMD_RELOADTLS = 9, 10, 11
 
 -- Stock keeps, per calling service, the clustersender of each node it has reached once;
 -- a service that asks for a node with no address (absent with __nowaiting, or marked
@@ -209,10 +209,21 @@ end
 -- Not in stock's API: the node's cluster health, a table of counters and limits: links,
 -- max_links, reassembly_bytes, max_reassembly_bytes, send_bytes, max_send_bytes,
 -- late_answers, refused_links, over_budget, heartbeat_timeouts, expired,
--- protocol_errors, accept_stalls (the engine's), inflight (inbound calls waiting for
--- their target), abandoned (inbound calls whose link closed first), link_subscribers.
+-- protocol_errors, accept_stalls, refused_not_allowed (cluster_allow),
+-- refused_per_source (cluster_max_links_per_source), refused_exposure (cluster_expose),
+-- tls_links, refused_plain, tls_failures (cluster_tls) (the engine's), inflight (inbound
+-- calls waiting for their target), abandoned (inbound calls whose link closed first),
+-- link_subscribers.
 function cluster.health()
 	return skynet.call(skcluster, "lua", CMD_HEALTH)
+end
+
+-- Not in stock's API: reads the TLS certificate files (cluster_tls_ca, cluster_tls_cert,
+-- cluster_tls_key) again, without a restart; links made from now on use them. Returns
+-- true, or false and the reason (a file missing or unusable: the certificates in use stay).
+-- With cluster_tls off there is nothing to read: true.
+function cluster.reloadtls()
+	return skynet.call(skcluster, "lua", CMD_RELOADTLS)
 end
 
 -- skcluster.direct lives in the C service's own file (found on skynet's cpath, as skynet

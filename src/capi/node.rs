@@ -80,7 +80,14 @@ pub extern "C" fn skc_node_new(nodename: *const c_char, out: *mut *mut skc_node)
 
 /// Starts a node with `cfg` and registers it; its token goes to `*out`.
 pub(crate) fn start(cfg: Config, out: *mut *mut skc_node) -> Res<()> {
-    let node = Node::new(cfg).map_err(|e| Error::new(skc_status::SKC_ERR_IO, format!("cannot start node: {e}")))?;
+    let node = Node::new(cfg).map_err(|e| {
+        // InvalidInput: a setting that cannot work (the TLS files); the text names it.
+        let code = match e.kind() {
+            std::io::ErrorKind::InvalidInput => skc_status::SKC_ERR_INVALID,
+            _ => skc_status::SKC_ERR_IO,
+        };
+        Error::new(code, format!("cannot start node: {e}"))
+    })?;
     let t = handle::new_token();
     let handle = node.handle();
     let links = Arc::new(LinkSlot::default());
@@ -283,6 +290,22 @@ pub extern "C" fn skc_unregister(node: *mut skc_node, name: *const c_char) -> sk
         let nd = get(node)?;
         nd.handle.unregister(cstr(name, "name")?);
         Ok(())
+    })
+}
+
+/// Reads the TLS certificate files again (the paths given to `skc_config_set_tls`), without a
+/// restart: links made from now on use them, links already up keep theirs. When a file is
+/// missing or unusable the certificates in use stay and `SKC_ERR_INVALID` is returned, its
+/// text naming the file and what is wrong (the node also logs it). A node with TLS off: nothing
+/// to read, `SKC_OK`.
+///
+/// Ownership: nothing is allocated. Thread-safety: thread-safe (it reads files: call it from
+/// a thread that may block for that long, not from a signal handler).
+#[no_mangle]
+pub extern "C" fn skc_node_reload_tls(node: *mut skc_node) -> skc_status {
+    guard(|| {
+        let nd = get(node)?;
+        nd.handle.reload_tls().map_err(Error::invalid)
     })
 }
 

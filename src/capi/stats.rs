@@ -121,10 +121,36 @@ pub struct skc_health {
     /// Times accepting stopped for lack of file descriptors (once per episode; accepting
     /// resumes by itself when descriptors are free again).
     pub accept_stalls: u64,
+    // Fields below were added after the first version of this struct (issue 14): a caller
+    // built with an older header passes the older size and gets the fields it knows.
+    /// Connections refused because their source is not in the allowlist
+    /// (`skc_config_set_allow`).
+    pub refused_not_allowed: u64,
+    /// Connections refused by the bound per source address
+    /// (`skc_config_set_max_links_per_source`).
+    pub refused_per_source: u64,
+    /// Requests and name queries refused by the exposure policy (`skc_config_set_exposure`).
+    pub refused_exposure: u64,
+    /// Links that completed a TLS handshake, both directions (`skc_config_set_tls`).
+    pub tls_links: u64,
+    /// Plain-text peers refused because the TLS mode is `require`: stock senders whose
+    /// connection was closed, and links to nodes that did not answer the TLS hello.
+    pub refused_plain: u64,
+    /// TLS handshakes that failed (unknown CA, a certificate naming another node, expired,
+    /// not TLS at all), and hellos not followed by a handshake.
+    pub tls_failures: u64,
 }
 
-/// Fills `*out` with the node's health (see `skc_health`). `out_size` must be
-/// `sizeof(skc_health)` (a smaller value gives `SKC_ERR_SIZE`: a header/library mismatch).
+/// `sizeof(skc_health)` before issue 14 appended its fields: still accepted by
+/// `skc_health_get`, which then writes only the fields that version had.
+const HEALTH_V1_SIZE: usize = std::mem::offset_of!(skc_health, refused_not_allowed);
+
+/// Fills `*out` with the node's health (see `skc_health`). `out_size` is `sizeof(skc_health)`
+/// as the caller's header declares it: fields are only ever appended, so a program built with
+/// an older header (without the admission and TLS counters) passes its smaller size and gets
+/// the fields it knows; any other smaller size gives `SKC_ERR_SIZE` (a header/library
+/// mismatch). A larger size: the fields this library knows are written, the rest of `*out` is
+/// left alone.
 ///
 /// Ownership: `*out` is the caller's storage. Thread-safety: thread-safe (values are read
 /// while the node runs; each is consistent on its own, not together with the others).
@@ -135,12 +161,12 @@ pub extern "C" fn skc_health_get(node: *mut skc_node, out: *mut skc_health, out_
         if out.is_null() {
             return Err(Error::null("out"));
         }
-        if out_size < std::mem::size_of::<skc_health>() {
+        let full = std::mem::size_of::<skc_health>();
+        if out_size < full && out_size != HEALTH_V1_SIZE {
             return Err(Error::new(
                 skc_status::SKC_ERR_SIZE,
                 format!(
-                    "out_size {out_size} is smaller than sizeof(skc_health) = {}",
-                    std::mem::size_of::<skc_health>()
+                    "out_size {out_size} is neither sizeof(skc_health) = {full} nor its first version's {HEALTH_V1_SIZE}"
                 ),
             ));
         }
@@ -159,9 +185,19 @@ pub extern "C" fn skc_health_get(node: *mut skc_node, out: *mut skc_health, out_
             expired: h.expired,
             protocol_errors: h.protocol_errors,
             accept_stalls: h.accept_stalls,
+            refused_not_allowed: h.refused_not_allowed,
+            refused_per_source: h.refused_per_source,
+            refused_exposure: h.refused_exposure,
+            tls_links: h.tls_links,
+            refused_plain: h.refused_plain,
+            tls_failures: h.tls_failures,
         };
-        // SAFETY: non-NULL and at least sizeof(skc_health) bytes, checked above.
-        unsafe { out.write(v) };
+        let n = out_size.min(full);
+        // SAFETY: `out` is non-NULL and the caller's storage holds `out_size` >= `n` bytes
+        // (checked above: `n` is the full size or the first version's, a prefix of whole
+        // fields); `v` is a live local of `full` >= `n` bytes; the two cannot overlap. A
+        // byte copy needs no alignment.
+        unsafe { std::ptr::copy_nonoverlapping(&v as *const skc_health as *const u8, out as *mut u8, n) };
         Ok(())
     })
 }

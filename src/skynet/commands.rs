@@ -38,6 +38,9 @@ pub enum Cmd {
     /// `inflight` (inbound calls waiting for their target), `abandoned` (inbound calls
     /// dropped because their link closed first) and `link_subscribers`.
     Health = 10,
+    /// `reloadtls()`: reads the TLS certificate files again (`cluster_tls_*`). Answers
+    /// `true`, or `false, reason` (the certificates in use stay; the engine logs it too).
+    ReloadTls = 11,
 }
 
 impl TryFrom<i64> for Cmd {
@@ -56,6 +59,7 @@ impl TryFrom<i64> for Cmd {
             8 => Cmd::Stats,
             9 => Cmd::LinkEvents,
             10 => Cmd::Health,
+            11 => Cmd::ReloadTls,
             other => return Err(other),
         })
     }
@@ -152,6 +156,10 @@ impl Inst {
                 Value::Integer(core.made_pushes.load(Ordering::Relaxed) as i64),
             ])),
             Cmd::Health => Ok(Some(vec![core.health_value(&handle.health())])),
+            Cmd::ReloadTls => Ok(Some(match handle.reload_tls() {
+                Ok(()) => vec![Value::Boolean(true)],
+                Err(e) => vec![Value::Boolean(false), Value::String(e.into_bytes())],
+            })),
             // Answered in on_control before this.
             Cmd::LinkEvents => Err("skcluster: linkevents: not a plain command".into()),
         }
@@ -312,6 +320,12 @@ impl Core {
             ("expired", c(h.expired)),
             ("protocol_errors", c(h.protocol_errors)),
             ("accept_stalls", c(h.accept_stalls)),
+            ("refused_not_allowed", c(h.refused_not_allowed)),
+            ("refused_per_source", c(h.refused_per_source)),
+            ("refused_exposure", c(h.refused_exposure)),
+            ("tls_links", c(h.tls_links)),
+            ("refused_plain", c(h.refused_plain)),
+            ("tls_failures", c(h.tls_failures)),
             ("inflight", n(self.inflight.lock().len())),
             ("abandoned", c(self.abandoned.load(Ordering::Relaxed))),
             ("link_subscribers", n(self.links.lock().subs.len())),
@@ -327,11 +341,11 @@ mod tests {
 
     #[test]
     fn commands_are_numbered_as_cluster_lua_sends_them() {
-        for n in 1..=10 {
+        for n in 1..=11 {
             assert_eq!(Cmd::try_from(n).map(|c| c as i64), Ok(n));
         }
         assert_eq!(Cmd::try_from(0), Err(0));
-        assert_eq!(Cmd::try_from(11), Err(11));
+        assert_eq!(Cmd::try_from(12), Err(12));
     }
 
     #[test]

@@ -35,10 +35,19 @@ impl Inst {
         };
         let (wake_fd, wake_id) = wake_channel(&api, ctx);
         let core = Arc::new(Core::new(api, ctx, wake_fd));
-        let node = start_engine(&core, ctx)?;
+        // The service does not start: the wake-up channel goes (e.g. TLS files that cannot
+        // be read must not cost a descriptor per attempt).
+        let give_up = || {
+            close_wake_channel(&core.api, ctx, wake_fd, wake_id);
+            Err(())
+        };
+        let Ok(node) = start_engine(&core, ctx) else {
+            return give_up();
+        };
         let Some(me) = own_handle(&core.api, ctx) else {
             core.log("skcluster: cannot learn the service's own handle");
-            return Err(());
+            drop(node);
+            return give_up();
         };
         core.self_handle.store(me, Ordering::Relaxed);
         node.set_service(Arc::new(Inbox(core.clone())));
@@ -185,6 +194,20 @@ fn wake_channel(api: &Api, ctx: *mut c_void) -> (c_int, c_int) {
         libc::close(fds[1]);
     }
     (-1, -1)
+}
+
+/// Closes what [`wake_channel`] opened (both ends), for a service that does not start.
+fn close_wake_channel(api: &Api, ctx: *mut c_void, wake_fd: c_int, wake_id: c_int) {
+    if wake_id >= 0 {
+        if let Some(close) = api.socket_close {
+            // SAFETY: ctx is live (init has not returned); the id is the socket we bound.
+            unsafe { close(ctx, wake_id) };
+        }
+    }
+    if wake_fd >= 0 {
+        // SAFETY: our end of the socketpair, not handed to anyone, closed once.
+        unsafe { libc::close(wake_fd) };
+    }
 }
 
 /// The engine, configured from the skynet config (see "Configuration"; the engine's

@@ -123,6 +123,20 @@
 //!   again: the link is dead, its pending calls fail at once (`link down: heartbeat: ...`)
 //!   and the next call reconnects.
 //!
+//! Who may connect and what they may call (issue 14; defaults as stock):
+//!
+//! * `cluster_allow` (anywhere): CIDR blocks or addresses, IPv4 or IPv6, separated by
+//!   commas (`"10.0.0.0/8,127.0.0.1"`); a connection from elsewhere is closed before a
+//!   byte of it is read.
+//! * `cluster_max_links_per_source` (no bound): links open at once from one address.
+//! * `cluster_expose` (everything): `"registered"` (remote callers reach only the names
+//!   given to `cluster.register`) or a list of those names (`"echo,db"`); numeric
+//!   handles, `.name` and `:hex` addresses are answered `Invalid name`.
+//! * `cluster_tls` (`off`): `prefer` or `require`, with `cluster_tls_ca`,
+//!   `cluster_tls_cert` and `cluster_tls_key` (PEM files; all three are needed when TLS
+//!   is on). Files that cannot be used stop the service from starting (logged, naming the
+//!   file); `cluster.reloadtls()` ([`Cmd::ReloadTls`]) reads them again.
+//!
 //! The per-link send queue was 1 GiB before the node-wide budget existed; against the
 //! 224 MiB node total such a bound is never reached (the node total refuses first), and
 //! it would let one peer that stops reading hold the whole node budget. 64 MiB (the

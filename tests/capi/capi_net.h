@@ -47,6 +47,20 @@ static inline int tcp_connect(uint16_t port) {
     return fd;
 }
 
+/* A blocking TCP connection to 127.0.0.1:port from the source address `src` (any 127.0.0.x:
+ * the client socket is bound to it before connecting, so the node sees that source); exits
+ * the test on failure. */
+static inline int tcp_connect_from(const char *src, uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in local = loopback(0), a = loopback(port);
+    if (fd < 0 || inet_pton(AF_INET, src, &local.sin_addr) != 1 ||
+        bind(fd, (struct sockaddr *)&local, sizeof local) != 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        perror("connect from a source address");
+        exit(1);
+    }
+    return fd;
+}
+
 /* A listener on 127.0.0.1 with a free port (written to *port); exits on failure. */
 static inline int tcp_listen(uint16_t *port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
