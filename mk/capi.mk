@@ -5,15 +5,19 @@
 #                         any definite/indirect leak or memory error fails; issue 12's peer-proofing:
 #                         capi_fd_release, capi_link_events, capi_config, capi_heartbeat play peers
 #                         with raw sockets from tests/capi/capi_net.h; issue 14's capi_admission
-#                         connects from other 127.0.0.x sources); examples/server.c vs
+#                         connects from other 127.0.0.x sources; capi_tls uses certificates that
+#                         `skynet-cluster certs` writes to $(CAPI_DIR)/certs and certs-other,
+#                         passed in SKC_CAPI_CERTS / SKC_CAPI_CERTS_OTHER); examples/server.c vs
 #                         examples/client.c and examples/cpp_client.cpp over loopback, all under
 #                         valgrind too; `make install` into a scratch prefix and a build of the
 #                         client through pkg-config.
 #   make install PREFIX=/usr/local   lib/libskynet_cluster.so, include/skynet_cluster.h,
 #                         lib/pkgconfig/skynet_cluster.pc (DESTDIR is honoured)
 #
-# No valgrind suppressions are used. Rust threads may leave "still reachable" thread-local
-# blocks; only definite/indirect leaks and errors fail (same flags as mk/lua.mk).
+# One valgrind suppression is used (tests/capi/valgrind.supp, which says why): the tag of TLS
+# records that rustls writes, reported uninitialised from inside ring. Rust threads may leave
+# "still reachable" thread-local blocks; only definite/indirect leaks and errors fail (same
+# flags as mk/lua.mk otherwise).
 #
 # Needs: a C compiler, a C++ compiler, valgrind, pkg-config. Missing tools fail, never skip.
 
@@ -24,13 +28,17 @@ CAPI_CFLAGS ?= -std=c11 -Wall -Wextra -Werror -g -O1
 CAPI_CXXFLAGS ?= -std=c++17 -Wall -Wextra -Werror -g -O1
 CAPI_LDFLAGS := -L$(RELEASE) -lskynet_cluster -Wl,-rpath,$(abspath $(RELEASE)) -pthread
 CAPI_VALGRIND := valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect \
-	--show-leak-kinds=definite,indirect --error-exitcode=3 --num-callers=30 -q
+	--show-leak-kinds=definite,indirect --error-exitcode=3 --num-callers=30 -q \
+	--suppressions=$(abspath tests/capi/valgrind.supp)
 CAPI_TESTS := $(patsubst tests/capi/%.c,$(CAPI_DIR)/%,$(filter-out tests/capi/capi_test.h,$(wildcard tests/capi/capi_*.c)))
 CAPI_VERSION = $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
 
+# Certificates for capi_tls: the cluster CA with nodes a and b, and another CA (intruder).
+CAPI_CERTS := $(CAPI_DIR)/certs
+
 TESTS += test-capi
 
-.PHONY: capi-lib test-capi capi-header-check capi-examples install
+.PHONY: capi-lib test-capi capi-header-check capi-examples capi-certs install
 
 capi-lib:
 	$(CARGO) build --release --lib
@@ -48,6 +56,11 @@ capi-header-check:
 	$(CXX) -std=c++11 -Wall -Wextra -Werror -pedantic -Iinclude -c -o $(CAPI_DIR)/header_only_cxx11.o $(CAPI_DIR)/header_only.cpp
 	$(CXX) -std=c++17 -Wall -Wextra -Werror -Iinclude -c -o $(CAPI_DIR)/header_only_cxx17.o $(CAPI_DIR)/header_only.cpp
 
+capi-certs: build
+	@rm -rf $(CAPI_CERTS) $(CAPI_CERTS)-other
+	$(CLI) certs $(CAPI_CERTS) a b > /dev/null
+	$(CLI) certs $(CAPI_CERTS)-other intruder > /dev/null
+
 capi-examples: capi-lib
 	@mkdir -p $(CAPI_DIR)
 	$(CC) $(CAPI_CFLAGS) -Iinclude -o $(CAPI_DIR)/server examples/server.c $(CAPI_LDFLAGS)
@@ -62,10 +75,11 @@ install: capi-lib
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/skynet_cluster.pc
 	@echo "installed into $(DESTDIR)$(PREFIX)"
 
-test-capi: capi-header-check $(CAPI_TESTS) capi-examples
+test-capi: capi-header-check $(CAPI_TESTS) capi-examples capi-certs
 	@command -v valgrind >/dev/null 2>&1 || { echo "ERROR: valgrind not found: install the valgrind package (.ci/run does)"; exit 1; }
 	@command -v pkg-config >/dev/null 2>&1 || { echo "ERROR: pkg-config not found: install the pkg-config package"; exit 1; }
-	@set -e; for t in $(CAPI_TESTS); do echo "== $$t (valgrind)"; $(CAPI_VALGRIND) $$t; done
+	@set -e; for t in $(CAPI_TESTS); do echo "== $$t (valgrind)"; \
+	    SKC_CAPI_CERTS=$(abspath $(CAPI_CERTS)) SKC_CAPI_CERTS_OTHER=$(abspath $(CAPI_CERTS))-other $(CAPI_VALGRIND) $$t; done
 	@echo "== examples: server (valgrind) <- client, cpp_client (valgrind)"
 	@set -e; d=$(CAPI_DIR); rm -f $$d/server.out; \
 	$(CAPI_VALGRIND) $$d/server 127.0.0.1:0 > $$d/server.out 2>&1 & pid=$$!; \
