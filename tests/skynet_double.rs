@@ -25,7 +25,8 @@
 //!   service; `make skynet-lifecycle SKYNET_ROOT=...` runs the Lua side in skynet.
 //! * Issue 14 (who may connect, what they may call, TLS settings):
 //!   `cluster_expose_refuses_handles_and_local_names`, `cluster_allow_and_per_source_bound`
-//!   (clients bound to 127.0.0.x sources), `cluster_tls_keys_and_reloadtls`.
+//!   (clients bound to 127.0.0.x sources), `cluster_tls_keys_and_reloadtls`,
+//!   `cluster_tls_require_refuses_plain_callers_and_reloadtls_reports_a_broken_file`.
 
 use serde_json::Value as J;
 use skynet_cluster::seri::{self, Table, Value};
@@ -48,6 +49,7 @@ const HANG: Duration = Duration::from_secs(60);
 
 mod golden_util;
 use golden_util::{load as transcripts, read_frame, unhex};
+mod tls_util;
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -1550,4 +1552,60 @@ fn cluster_tls_keys_and_reloadtls() {
     assert_eq!(r.ty, 1);
     assert_eq!(seri::decode(&r.data).unwrap(), vec![Value::Boolean(true)]);
     d.quit();
+}
+
+/// `cluster_tls = "require"` with good files: the service starts; a plain-text (stock)
+/// caller is answered `tls required` and closed, counted as refused_plain;
+/// cluster.reloadtls() answers true, and with the key file gone `false, reason` naming it.
+#[test]
+fn cluster_tls_require_refuses_plain_callers_and_reloadtls_reports_a_broken_file() {
+    let dir = tls_util::tempdir("double-require");
+    let ca = tls_util::Ca::new(&dir, "ca");
+    let tls = ca.config(skynet_cluster::engine::TlsMode::Require, "node1");
+    let (cafile, cert, key) =
+        (tls.ca.display().to_string(), tls.cert.display().to_string(), tls.key.display().to_string());
+    let env = [
+        ("cluster_tls", "require"),
+        ("cluster_tls_ca", &cafile),
+        ("cluster_tls_cert", &cert),
+        ("cluster_tls_key", &key),
+    ];
+    let mut d = Double::start_env(&env);
+    assert_eq!(
+        d.early,
+        vec![format!(
+            "log skcluster: config cluster_tls = require, cluster_tls_ca = {cafile}, cluster_tls_cert = {cert}, cluster_tls_key = {key}"
+        )]
+    );
+    let port = d.serve();
+    let mut c = client(port);
+    let msg = refused_call(&mut c, wire::Address::Name(b"@echo"), 1);
+    assert!(String::from_utf8_lossy(&msg).contains("tls required"), "{:?}", String::from_utf8_lossy(&msg));
+    assert!(closed_by_peer(&mut c), "a plain-text caller's link was kept");
+    let mut h = d.health();
+    assert!(
+        wait_for(soon(), || {
+            h = d.health();
+            int(&h, "refused_plain") == 1
+        })
+        .is_some(),
+        "{}",
+        show(&h)
+    );
+    assert_eq!((int(&h, "tls_links"), int(&h, "tls_failures")), (0, 0), "{}", show(&h));
+
+    let reloadtls = |d: &mut Double, session: i32| {
+        let r = d.call(session, &pack(&[Value::Integer(CMD_RELOADTLS)]));
+        assert_eq!(r.ty, 1);
+        seri::decode(&r.data).unwrap()
+    };
+    assert_eq!(reloadtls(&mut d, 2), vec![Value::Boolean(true)]);
+    std::fs::remove_file(&tls.key).unwrap();
+    let v = reloadtls(&mut d, 3);
+    assert_eq!(v[0], Value::Boolean(false), "{v:?}");
+    let why = String::from_utf8_lossy(v[1].as_bytes().expect("a reason")).into_owned();
+    assert!(why.starts_with(&format!("tls: key file {key}: ")), "{why}");
+    let mut seen = std::mem::take(&mut d.skipped);
+    seen.extend(d.quit());
+    assert!(seen.iter().any(|l| l.contains(&key) && l.contains("the certificates in use stay")), "{seen:?}");
 }
